@@ -1,0 +1,172 @@
+"""The HTTP API under /api/ (contract section 3), on django-ninja (docs/api.md).
+
+Views parse, call a service or selector, render. Every error goes through one handler
+that renders the contract's `{"detail", "errors"}` body; nothing else reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpResponse
+from ninja import NinjaAPI, Query
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.renderers import BaseRenderer
+from ninja.security import HttpBearer, django_auth
+from pydantic import BaseModel, Field
+
+from jobcast.accounts.services import ticket_create, token_user
+from jobcast.errors import ApiError, NotFound
+from jobcast.events.history import read_history
+from jobcast.jobs.documents import job_document, job_documents
+from jobcast.jobs.registry import all_kinds
+from jobcast.jobs.selectors import job_get_for_user, job_list_for_user
+from jobcast.jobs.services import job_cancel, job_submit
+from jobcast.redis_client import get_redis
+from jobcast.web.schemas import ErrorOut, EventsOut, JobOut, JobPage, KindOut, SubmitIn, TicketOut
+
+logger = logging.getLogger(__name__)
+
+
+class BearerToken(HttpBearer):
+    """`Authorization: Bearer <token>` with a token from `jobcast token`."""
+
+    def authenticate(self, request, token):
+        user = token_user(token)
+        if user is not None:
+            request.user = user
+        return user
+
+
+class OrjsonRenderer(BaseRenderer):
+    media_type = "application/json"
+
+    def render(self, request, data, *, response_status):
+        return orjson.dumps(data, default=_default)
+
+
+def _default(value):
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+api = NinjaAPI(
+    title="jobcast",
+    version="1",
+    description="Background jobs with live progress. WebSocket protocol: docs/protocol.md.",
+    auth=[BearerToken(), django_auth],
+    openapi_url="/schema/",
+    docs_url="/docs/",
+    renderer=OrjsonRenderer(),
+    urls_namespace="api",
+)
+
+ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 429: ErrorOut}
+
+
+def _error(request, status: int, detail: str, errors=None, headers=None) -> HttpResponse:
+    response = api.create_response(request, {"detail": detail, "errors": errors or []}, status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+@api.exception_handler(ApiError)
+def on_api_error(request, exc: ApiError):
+    return _error(request, exc.status, exc.detail, exc.errors, exc.headers)
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request, exc: ValidationError):
+    errors = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors]
+    return _error(request, 400, "Invalid request.", errors)
+
+
+@api.exception_handler(AuthenticationError)
+def on_auth_error(request, exc):
+    return _error(request, 401, "Authentication required: a session or an 'Authorization: Bearer <token>' header.")
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request, exc: HttpError):
+    return _error(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(Http404)
+def on_404(request, exc):
+    return _error(request, 404, "Not found.")
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_too_big(request, exc):
+    return _error(request, 413, "Request body too large.")
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request, exc):
+    logger.exception("unhandled error on %s %s", request.method, request.path)
+    return _error(request, 500, "Internal server error.")
+
+
+@api.post("/jobs/", response={201: JobOut, 200: JobOut, **ERRORS}, summary="Submit a job")
+def submit_job(request, body: SubmitIn):
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (1 <= len(key) <= 255):
+        raise ApiError(400, "Invalid Idempotency-Key.", [{"loc": ["header", "Idempotency-Key"], "msg": "1 to 255 characters"}])
+    job, created = job_submit(request.auth, body.kind, body.params, idempotency_key=key)
+    return (201 if created else 200), job_document(job)
+
+
+class ListQuery(BaseModel):
+    state: str | None = None
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = None
+
+
+@api.get("/jobs/", response={200: JobPage, **ERRORS}, summary="List my jobs, newest first")
+def list_jobs(request, query: Query[ListQuery]):
+    jobs, next_cursor = job_list_for_user(request.auth, state=query.state, limit=query.limit, cursor=query.cursor)
+    return {"items": job_documents(jobs), "next": next_cursor}
+
+
+def _own_job(request, job_id: str):
+    job = job_get_for_user(request.auth, job_id)
+    if job is None:
+        raise NotFound()
+    return job
+
+
+@api.get("/jobs/{job_id}/", response={200: JobOut, **ERRORS}, summary="One job")
+def get_job(request, job_id: str):
+    return job_documents([_own_job(request, job_id)])[0]
+
+
+@api.post("/jobs/{job_id}/cancel/", response={202: JobOut, **ERRORS}, summary="Cancel a job")
+def cancel_job(request, job_id: str):
+    job = job_cancel(request.auth, job_id)
+    return 202, job_documents([job])[0]
+
+
+class EventsQuery(BaseModel):
+    after: int = Field(0, ge=0)
+
+
+@api.get("/jobs/{job_id}/events/", response={200: EventsOut, **ERRORS}, summary="A job's stored events")
+def job_events(request, job_id: str, query: Query[EventsQuery]):
+    job = _own_job(request, job_id)
+    history = read_history(get_redis(), job.id, query.after, known_seq=job.seq)
+    return {"events": [orjson.loads(text) for text in history.events], "complete": history.complete}
+
+
+@api.get("/kinds/", response={200: list[KindOut], **ERRORS}, summary="Registered job kinds")
+def list_kinds(request):
+    return [{"name": k.name, "title": k.title, "params_schema": k.params_schema()} for k in all_kinds()]
+
+
+@api.post("/ws-tickets/", response={201: TicketOut, **ERRORS}, summary="A single-use WebSocket ticket")
+def create_ticket(request):
+    ticket, ttl = ticket_create(request.auth)
+    return 201, {"ticket": ticket, "expires_in": ttl}

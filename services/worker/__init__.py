@@ -1,0 +1,1 @@
+"""The worker tier: Celery workers that run jobs and publish their events (docs/workers.md)."""

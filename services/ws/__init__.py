@@ -1,0 +1,1 @@
+"""The ws tier: Channels consumers streaming job events, served by uvicorn (docs/protocol.md)."""

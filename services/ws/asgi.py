@@ -1,0 +1,29 @@
+"""ASGI entry point of the ws tier (uvicorn: jobcast.ws.asgi:application)."""
+
+from jobcast import django_setup
+
+django_setup()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from jobcast.ws.health import health_app  # noqa: E402
+from jobcast.ws.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": health_app,
+        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+    }
+)
+
+
+
+def _combined():
+    """HTTP to Django and /ws/ to the consumers in one app: `jobcast run`'s front door without nginx."""
+    from django.core.asgi import get_asgi_application
+
+    return ProtocolTypeRouter({"http": get_asgi_application(), "websocket": application.application_mapping["websocket"]})
+
+
+combined_application = _combined()

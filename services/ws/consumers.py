@@ -1,0 +1,245 @@
+"""WebSocket consumers: one job's events (`/ws/jobs/{id}/`) and all of a user's (`/ws/jobs/`).
+
+The delivery rule (docs/protocol.md): join the group first, then read the snapshot or
+history, then send live events with seq > the last one sent. A live event that skips
+ahead (its predecessor went to a full queue, say) is repaired from history; when
+history no longer has it, the reader was too slow and is closed with 4408.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from pydantic import ValidationError
+
+from jobcast.errors import ApiError
+from jobcast.events.groups import job_group, user_group
+from jobcast.events.history import read_history_async, read_live_async
+from jobcast.events.schema import CancelRequest, ErrorMessage, SnapshotMessage
+from jobcast.jobs.documents import job_document
+from jobcast.jobs.models import Job
+from jobcast.jobs.selectors import job_get_for_user, jobs_active_for_user
+from jobcast.jobs.services import job_cancel_job
+from jobcast.jobs.states import is_terminal
+from jobcast.redis_client import get_async_redis
+from jobcast.ws.auth import authenticate, query_params
+from jobcast.ws.limits import connections
+
+logger = logging.getLogger(__name__)
+
+MAX_BAD_MESSAGES = 5  # after this many unusable client messages the socket is closed (1008)
+
+TERMINAL_MARKERS = ('"state":"succeeded"', '"state":"failed"', '"state":"cancelled"')
+
+
+def is_terminal_event(text: str) -> bool:
+    """Whether an event's JSON is the job's terminal state event (without parsing it)."""
+    return '"type":"state"' in text and any(marker in text for marker in TERMINAL_MARKERS)
+
+
+class _JobcastConsumer(AsyncWebsocketConsumer):
+    """Shared handshake (auth, limits) and client-message handling."""
+
+    groups = []
+    user = None
+    admitted = False
+    bad_messages = 0
+
+    async def refuse(self, code: int) -> None:
+        """Accept then close with `code`: a close code only reaches the client after the handshake."""
+        await self.accept()
+        await self.close(code=code)
+
+    async def admit(self) -> bool:
+        """Authenticate and apply the connection limits; False when the socket was refused."""
+        self.user = await authenticate(self.scope)
+        if self.user is None:
+            await self.refuse(4401)
+            return False
+        refusal = connections.refusal(self.user.id)
+        if refusal:
+            await self.refuse(refusal)
+            return False
+        connections.open(self.user.id)
+        self.admitted = True
+        return True
+
+    async def join(self, group: str) -> None:
+        """Join a group (awaited: membership is in Redis before history is read)."""
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.groups = [*self.groups, group]
+
+    async def disconnect(self, code):
+        if self.admitted:
+            connections.close(self.user.id)
+            self.admitted = False
+        for group in self.groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups = []
+
+    async def send_error(self, code: str, detail: str) -> None:
+        """Tell the client its message was unusable; close after too many."""
+        await self.send(text_data=ErrorMessage(code=code, detail=detail).model_dump_json())
+        self.bad_messages += 1
+        if self.bad_messages >= MAX_BAD_MESSAGES:
+            await self.close(code=1008)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if text_data is None:
+            await self.send_error("bad_message", "Send JSON text frames.")
+            return
+        try:
+            CancelRequest.model_validate_json(text_data)
+        except ValidationError:
+            await self.send_error("bad_message", 'The only message accepted is {"type": "cancel"}.')
+            return
+        await self.cancel()
+
+    async def cancel(self) -> None:
+        await self.send_error("unsupported", "Cancel a job on its own stream, /ws/jobs/{id}/.")
+
+    async def send_text(self, text: str) -> None:
+        """Send one JSON text frame as published (no re-encoding)."""
+        await self.send(text_data=text)
+
+
+class JobConsumer(_JobcastConsumer):
+    """`/ws/jobs/{id}/?after=N`: one job's events, in order, no gap, no duplicate."""
+
+    job: Job | None = None
+    last_seq = 0
+    finished = False
+
+    async def connect(self):
+        if not await self.admit():
+            return
+        self.job = await database_sync_to_async(job_get_for_user)(self.user, self.scope["url_route"]["kwargs"]["job_id"])
+        if self.job is None:
+            await self.refuse(4404)
+            return
+        after = query_params(self.scope).get("after")
+        if after is not None and not (after.isdigit() and len(after) < 19):
+            await self.refuse(1008)
+            return
+        await self.accept()
+        await self.join(job_group(self.job.id))
+        if after is None:
+            await self.send_snapshot(reset=False)
+        else:
+            await self.replay(int(after))
+
+    async def send_snapshot(self, *, reset: bool) -> None:
+        """Send the job's whole current state; live events continue after its seq."""
+        live = await read_live_async(get_async_redis(), self.job.id)
+        if live is None or is_terminal(self.job.state):
+            # Row state is authoritative once terminal or once Redis has nothing.
+            self.job = await database_sync_to_async(Job.objects.get)(id=self.job.id)
+        document = job_document(self.job, live)
+        await self.send_text(SnapshotMessage(job=document, reset=reset).model_dump_json())
+        self.last_seq = document["seq"]
+        if is_terminal(document["state"]):
+            await self.finish()
+
+    async def replay(self, after: int) -> None:
+        """Send the stored events after `after`, or a reset snapshot when they were trimmed."""
+        history = await read_history_async(get_async_redis(), self.job.id, after, known_seq=self.job.seq)
+        if not history.complete:
+            await self.send_snapshot(reset=True)
+            return
+        self.last_seq = after
+        await self.send_events(history.events)
+        if not self.finished and is_terminal(self.job.state) and self.last_seq >= self.job.seq:
+            await self.finish()
+
+    async def send_events(self, texts) -> None:
+        """Send events whose seq follows the last one sent, in order."""
+        for text in texts:
+            if self.finished:
+                return
+            seq = orjson.loads(text)["seq"]
+            if seq <= self.last_seq:
+                continue
+            await self.send_text(text)
+            self.last_seq = seq
+            if is_terminal_event(text):
+                await self.finish()
+
+    async def finish(self) -> None:
+        self.finished = True
+        await self.close(code=1000)
+
+    async def job_event(self, message):
+        """A live event from the channel layer."""
+        if self.finished:
+            return
+        seq = message["seq"]
+        if seq <= self.last_seq:
+            return
+        if seq > self.last_seq + 1:
+            await self.repair_gap()
+            if seq <= self.last_seq or self.finished:
+                return
+        await self.send_text(message["text"])
+        self.last_seq = seq
+        if is_terminal_event(message["text"]):
+            await self.finish()
+
+    async def repair_gap(self) -> None:
+        """Fetch the events this socket missed from history; 4408 when they are gone."""
+        history = await read_history_async(get_async_redis(), self.job.id, self.last_seq)
+        if not history.complete:
+            self.finished = True
+            await self.close(code=4408)
+            return
+        await self.send_events(history.events)
+
+    async def job_snapshot(self, message):
+        """Snapshots for the all-jobs stream; not for this one."""
+
+    async def cancel(self) -> None:
+        try:
+            await database_sync_to_async(job_cancel_job)(self.job)
+        except ApiError as exc:
+            await self.send(text_data=ErrorMessage(code=str(exc.status), detail=exc.detail).model_dump_json())
+
+
+class UserJobsConsumer(_JobcastConsumer):
+    """`/ws/jobs/`: live events of all the user's jobs; a snapshot per active job on connect."""
+
+    async def connect(self):
+        if not await self.admit():
+            return
+        await self.accept()
+        self.last_seqs: dict[str, int] = {}
+        await self.join(user_group(self.user.id))
+        jobs = await database_sync_to_async(jobs_active_for_user)(self.user.id)
+        redis = get_async_redis()
+        for job in jobs:
+            document = job_document(job, await read_live_async(redis, job.id))
+            self.last_seqs[document["id"]] = document["seq"]
+            await self.send_text(SnapshotMessage(job=document).model_dump_json())
+
+    async def job_event(self, message):
+        job_id = message["job_id"]
+        if message["seq"] <= self.last_seqs.get(job_id, 0):
+            return
+        await self.send_text(message["text"])
+        if is_terminal_event(message["text"]):
+            self.last_seqs.pop(job_id, None)
+        else:
+            self.last_seqs[job_id] = message["seq"]
+
+    async def job_snapshot(self, message):
+        """A new job of this user."""
+        await self.send_text(message["text"])
+
+
+class NoSuchEndpoint(AsyncWebsocketConsumer):
+    """Any other path under /ws/: refused with 4404."""
+
+    async def connect(self):
+        await self.accept()
+        await self.close(code=4404)

@@ -1,0 +1,1 @@
+"""Accounts: API tokens and WebSocket tickets (docs/auth.md)."""

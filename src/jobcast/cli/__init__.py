@@ -1,0 +1,1 @@
+"""The `jobcast` command line (docs/cli.md)."""

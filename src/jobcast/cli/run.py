@@ -1,0 +1,60 @@
+"""`jobcast run [web|ws|worker]`: start one tier, or the whole local stack (docs/cli.md).
+
+A single tier replaces this process with its server (exec), so SIGTERM from an
+orchestrator reaches gunicorn, uvicorn or celery directly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from jobcast.env import get_env
+
+TIERS = ("all", "web", "ws", "worker")
+
+
+def tier_command(tier: str) -> list[str]:
+    """The command line that serves one tier (what `jobcast run <tier>` execs)."""
+    env = get_env()
+    python = sys.executable
+    if tier == "web":
+        return [python, "-m", "gunicorn", "-c", "python:jobcast.web.gunicorn_conf", "jobcast.web.wsgi:application"]
+    if tier == "ws":
+        return [
+            python, "-m", "uvicorn", "jobcast.ws.asgi:application",
+            "--host", env.jobcast_bind, "--port", str(env.jobcast_ws_port),
+            "--workers", str(env.jobcast_ws_workers),
+            "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
+            # Frames over 64 KiB close the socket with 1009 (the contract's limit).
+            "--ws-max-size", "65536",
+            "--ws-ping-interval", str(env.jobcast_ws_ping_interval),
+            "--ws-ping-timeout", str(env.jobcast_ws_ping_interval),
+            "--lifespan", "off", "--no-access-log",
+            "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
+            "--timeout-graceful-shutdown", "30",
+            "--log-level", env.jobcast_log_level,
+        ]  # fmt: skip
+    if tier == "worker":
+        return [
+            python, "-m", "celery", "-A", "jobcast.worker.app", "worker",
+            "-Q", "jobcast", "-c", str(env.jobcast_worker_concurrency),
+            "-n", f"jobcast-{os.getpid()}@%h",
+            "--without-gossip", "--without-mingle",
+            "-l", env.jobcast_log_level,
+        ]  # fmt: skip
+    raise ValueError(tier)
+
+
+@click.command()
+@click.argument("tier", required=False, default="all", type=click.Choice(TIERS))
+def run(tier):
+    """Start one tier (web, ws, worker) or, by default, the whole stack at http://127.0.0.1:8000."""
+    if tier == "all":
+        from jobcast.cli.stack import Stack
+
+        sys.exit(Stack().run())
+    command = tier_command(tier)
+    os.execv(command[0], command)

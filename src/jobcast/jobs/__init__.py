@@ -1,0 +1,1 @@
+"""Jobs: the model, the state machine, the registry of kinds and the author's context (docs/jobs.md)."""

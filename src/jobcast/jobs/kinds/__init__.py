@@ -1,0 +1,1 @@
+"""Built-in job kinds (always registered): demo.count and maintenance.prune_jobs."""

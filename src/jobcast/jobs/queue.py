@@ -1,0 +1,39 @@
+"""The Celery app both sides of the queue share: web enqueues, the worker tier consumes.
+
+It lives in the core (not in services/worker) because the web tier must enqueue with
+the same broker, queue and serializer settings, and tiers never import each other.
+The task itself (`jobcast.run_job`) is defined in jobcast.worker.tasks.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from django.conf import settings
+
+RUN_JOB_TASK = "jobcast.run_job"
+QUEUE = "jobcast"
+
+celery_app = Celery("jobcast")
+celery_app.conf.update(
+    broker_url=settings.REDIS_URL,
+    broker_connection_retry_on_startup=True,
+    # A job is acknowledged only when it has finished, so a worker that dies
+    # mid-job leaves it to be delivered again (docs/workers.md).
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    broker_transport_options={"visibility_timeout": settings.JOBCAST["VISIBILITY_TIMEOUT"]},
+    task_default_queue=QUEUE,
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    result_backend=None,
+    worker_hijack_root_logger=False,
+    worker_send_task_events=False,
+    broker_pool_limit=10,
+)
+
+
+def enqueue_job(job_id) -> None:
+    """Queue a job for a worker (call on commit, so the worker finds the row)."""
+    celery_app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE)

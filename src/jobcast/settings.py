@@ -1,0 +1,135 @@
+"""Django settings for every tier: one path, embedded defaults, values from jobcast.env.
+
+Production strictness is a system check (jobcast.checks), not a second settings file.
+"""
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from jobcast.env import get_env
+
+env = get_env()
+DATA_DIR: Path = env.data_dir
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in the data dir."""
+    if env.secret_key:
+        return env.secret_key
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+SECRET_KEY_FROM_ENV = bool(env.secret_key)
+DEBUG = env.debug
+ALLOWED_HOSTS = [h.strip() for h in env.allowed_hosts.split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in env.csrf_trusted_origins.split(",") if o.strip()]
+# nginx sets X-Forwarded-Proto; the tiers only listen behind it.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = False
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.staticfiles",
+    "channels",
+    "jobcast.accounts",
+    "jobcast.jobs",
+]
+
+MIDDLEWARE = [
+    "jobcast.web.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
+ROOT_URLCONF = "jobcast.web.urls"
+WSGI_APPLICATION = "jobcast.web.wsgi.application"
+ASGI_APPLICATION = "jobcast.ws.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+DATABASE_URL = env.database_url or f"sqlite:///{DATA_DIR / 'db.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Three tiers write one SQLite file: WAL lets readers run beside the writer, and
+    # IMMEDIATE transactions queue writers on the busy timeout instead of failing.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.redis_url or "redis://127.0.0.1:6379/0"
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": "asgi",
+            "capacity": env.jobcast_channel_capacity,
+            "expiry": 60,
+            "group_expiry": 86400,
+        },
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = []
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_TZ = True
+USE_I18N = False
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.jobcast_max_body_bytes
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.jobcast_log_level.upper()},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# jobcast's own knobs, read by the core from here so that tests can override them.
+JOBCAST = {
+    "PROGRESS_MAX_RATE": env.jobcast_progress_max_rate,
+    "HISTORY_MAXLEN": env.jobcast_history_maxlen,
+    "HISTORY_TTL": env.jobcast_history_ttl,
+    "MAX_BODY_BYTES": env.jobcast_max_body_bytes,
+    "SUBMIT_RATE_PER_MINUTE": env.jobcast_submit_rate_per_minute,
+    "TICKET_TTL": env.jobcast_ticket_ttl,
+    "MAX_ATTEMPTS": env.jobcast_max_attempts,
+    "VISIBILITY_TIMEOUT": env.jobcast_visibility_timeout,
+    "CANCEL_CHECK_INTERVAL": env.jobcast_cancel_check_interval,
+    "WS_MAX_CONNECTIONS": env.jobcast_ws_max_connections,
+    "WS_MAX_CONNECTIONS_PER_USER": env.jobcast_ws_max_connections_per_user,
+    "WS_PING_INTERVAL": env.jobcast_ws_ping_interval,
+}
+CSRF_FAILURE_VIEW = "jobcast.web.views.csrf_failure"
