@@ -1,0 +1,46 @@
+# jobcast: `make run` starts the whole stack at http://127.0.0.1:8000, `make test` runs every test.
+# Both create .venv at the repo root and install what they need first.
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+# PostgreSQL for the second test pass (CI must reach it; elsewhere it is skipped with a reason).
+PG_URL    ?= postgres://postgres@127.0.0.1:5432/jobcast
+
+.PHONY: run test test-sqlite test-postgres lint install clean
+
+$(INSTALLED): pyproject.toml
+	@python=$$(scripts/find-python) && { [ -x $(PY) ] || $$python -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+run: $(INSTALLED)
+	@scripts/system-deps run
+	$(VENV)/bin/jobcast run
+
+lint: $(INSTALLED)
+	$(VENV)/bin/lint-imports
+
+test: $(INSTALLED)
+	@scripts/system-deps test
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: $(INSTALLED)
+	$(VENV)/bin/pytest
+
+test-postgres: $(INSTALLED)
+	@if $(PY) scripts/pg-ready "$(PG_URL)"; then \
+	  DATABASE_URL="$(PG_URL)" $(VENV)/bin/pytest -m "postgres" -p no:cacheprovider; \
+	elif [ -n "$$CI" ]; then \
+	  echo "PostgreSQL is not reachable at $(PG_URL): CI must run the PostgreSQL tests." >&2; exit 1; \
+	else \
+	  echo "SKIPPED PostgreSQL tests: nothing answers at $(PG_URL) (set PG_URL to point at one)." >&2; \
+	fi
+
+clean:
+	rm -rf $(VENV) .jobcast *.egg-info .pytest_cache

@@ -1,0 +1,83 @@
+"""Fixtures for every test: a real redis-server, users, tokens and API clients.
+
+Django's settings are loaded before this file (pytest-django), so the session's Redis
+is wired in by `use_redis`: settings, the shared clients, Celery and the channel layer.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.support import start_redis
+
+
+def use_redis(url: str) -> None:
+    """Point every Redis user in this process at `url`."""
+    from channels.layers import channel_layers
+    from django.conf import settings
+
+    from jobcast import redis_client
+    from jobcast.events import publisher
+    from jobcast.jobs.queue import celery_app
+
+    settings.REDIS_URL = url
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [url]
+    channel_layers.backends.clear()
+    redis_client.get_redis.cache_clear()
+    redis_client._async_clients.clear()
+    publisher._publish_script.cache_clear()
+    celery_app.conf.broker_url = url
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free port for the whole session."""
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    use_redis(server.url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def redis(redis_server):
+    """The sync client on the session's Redis, emptied before each test."""
+    from jobcast.redis_client import get_redis
+
+    client = get_redis()
+    client.flushdb()
+    return client
+
+
+@pytest.fixture
+def user(db, django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="alice-password")
+
+
+@pytest.fixture
+def other_user(db, django_user_model):
+    return django_user_model.objects.create_user(username="bob", password="bob-password")
+
+
+def token_for(user) -> str:
+    """A fresh API token for `user`."""
+    from jobcast.accounts.services import token_create
+
+    return token_create(user.username)
+
+
+@pytest.fixture
+def token(user):
+    return token_for(user)
+
+
+@pytest.fixture
+def api_client(token):
+    """A Django test client that sends alice's Bearer token."""
+    return Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+@pytest.fixture
+def other_client(other_user):
+    """A Django test client that sends bob's Bearer token."""
+    return Client(HTTP_AUTHORIZATION=f"Bearer {token_for(other_user)}")

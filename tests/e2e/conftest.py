@@ -1,0 +1,127 @@
+"""`live_stack`: the whole stack as real processes (`jobcast run`: Redis, gunicorn, uvicorn,
+celery, nginx) on free ports, with its own data dir; on PostgreSQL in the PostgreSQL pass."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from jobcast.cli.stack import free_port
+from tests.support import stop_process, wait_until
+
+
+@dataclass
+class LiveStack:
+    url: str  # the front door (nginx)
+    ws_url: str
+    web_port: int
+    ws_port: int
+    env: dict
+    process: subprocess.Popen
+    log: Path
+    data_dir: Path
+    tokens: dict = field(default_factory=dict)
+
+    def jobcast(self, *args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+        """Run a `jobcast` command against this stack."""
+        return subprocess.run(
+            [sys.executable, "-m", "jobcast.cli.main", *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout, **kwargs,
+        )
+
+    def token(self, username: str) -> str:
+        """An API token for `username` (created with `jobcast token --create-user`)."""
+        if username not in self.tokens:
+            done = self.jobcast("token", username, "--create-user")
+            assert done.returncode == 0, done.stderr
+            self.tokens[username] = done.stdout.strip()
+        return self.tokens[username]
+
+    def client(self, username: str = "e2e") -> httpx.Client:
+        """An HTTP client through the front door with `username`'s token."""
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token(username)}"}, timeout=30)
+
+    def pids(self, pattern: str) -> list[int]:
+        """Pids of this stack's processes whose command line contains `pattern`."""
+        out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
+        rows = [line.split(None, 2) for line in out.splitlines()[1:]]
+        children: dict[int, list[int]] = {}
+        for pid, ppid, _ in rows:
+            children.setdefault(int(ppid), []).append(int(pid))
+        tree, todo = set(), [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            tree.add(pid)
+            todo.extend(children.get(pid, []))
+        return [int(pid) for pid, _, args in rows if int(pid) in tree and pattern in args]
+
+
+def _postgres_database(url: str):
+    """Create a fresh database on the server in `url` for the stack; returns (its URL, drop function)."""
+    import psycopg
+
+    parts = urlsplit(url)
+    name = f"jobcast_e2e_{secrets.token_hex(4)}"
+    admin = dict(host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres", dbname="postgres", autocommit=True)
+    with psycopg.connect(**admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        with psycopg.connect(**admin) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return parts._replace(path=f"/{name}").geturl(), drop
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("stack")
+    port, web_port, ws_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBCAST_", "REDIS_URL", "DJANGO_"))}
+    env.update(
+        JOBCAST_DATA_DIR=str(data_dir),
+        JOBCAST_PORT=str(port),
+        JOBCAST_WEB_PORT=str(web_port),
+        JOBCAST_WS_PORT=str(ws_port),
+        JOBCAST_CONFIG=str(data_dir / "client.json"),
+        JOBCAST_URL=f"http://127.0.0.1:{port}",
+        JOBCAST_WORKER_CONCURRENCY="2",
+        JOBCAST_LOG_LEVEL="info",
+        PYTHONUNBUFFERED="1",
+    )
+    drop_database = None
+    if os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        env["DATABASE_URL"], drop_database = _postgres_database(os.environ["DATABASE_URL"])
+    else:
+        env.pop("DATABASE_URL", None)
+    log = data_dir / "stack.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jobcast.cli.main", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    stack = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", web_port, ws_port, env, process, log, data_dir)
+
+    def ready():
+        if process.poll() is not None:
+            raise RuntimeError(f"jobcast run exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            return httpx.get(f"{stack.url}/readyz", timeout=2).status_code == 200 and b"up at" in log.read_bytes()
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(ready, 90, "jobcast run to come up", interval=0.3)
+        yield stack
+    finally:
+        stop_process(process, signal.SIGINT, timeout=60)
+        if drop_database:
+            drop_database()

@@ -1,0 +1,61 @@
+"""The three tiers and nginx as real processes: submit over HTTP, watch over WebSocket, drop and resume."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+import websockets
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+
+def submit(client, **params) -> dict:
+    response = client.post("/api/jobs/", json={"kind": "demo.count", "params": params})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def read_events(url: str, token: str, *, limit: int | None = None) -> tuple[list[dict], int | None]:
+    """Messages from a job stream until it closes, or until `limit` events then drop the connection."""
+    messages = []
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        async for raw in ws:
+            messages.append(orjson.loads(raw))
+            if limit is not None and sum(1 for m in messages if "seq" in m) >= limit:
+                return messages, None  # dropped by us, mid-stream
+        return messages, ws.close_code
+    return messages, None
+
+
+def test_submit_watch_drop_and_resume_through_nginx(live_stack):
+    token = live_stack.token("e2e")
+    with live_stack.client() as client:
+        job = submit(client, steps=60, interval_ms=20)
+    stream = f"{live_stack.ws_url}/ws/jobs/{job['id']}/"
+
+    first, code = asyncio.run(read_events(stream, token, limit=10))
+    assert code is None
+    assert first[0]["type"] == "snapshot" and first[0]["job"]["id"] == job["id"]
+    seen = [m["seq"] for m in first[1:]]
+    start = first[0]["job"]["seq"]
+    assert seen == list(range(start + 1, start + 1 + len(seen)))
+
+    rest, code = asyncio.run(read_events(f"{stream}?after={seen[-1]}", token))
+    assert code == 1000
+    resumed = [m["seq"] for m in rest]
+    assert all(m["type"] != "snapshot" for m in rest)
+    assert resumed == list(range(seen[-1] + 1, seen[-1] + 1 + len(resumed)))
+    assert rest[-1]["type"] == "state" and rest[-1]["state"] == "succeeded"
+    assert rest[-1]["result"] == {"counted": 60}
+
+    # The whole history from the start: seq 1..last, contiguous, running first, succeeded last.
+    everything, code = asyncio.run(read_events(f"{stream}?after=0", token))
+    assert code == 1000
+    assert [m["seq"] for m in everything] == list(range(1, rest[-1]["seq"] + 1))
+    assert everything[0]["state"] == "running" and everything[-1]["state"] == "succeeded"
+
+    with live_stack.client() as client:
+        final = client.get(f"/api/jobs/{job['id']}/").json()
+    assert final["state"] == "succeeded" and final["seq"] == rest[-1]["seq"] and final["attempts"] == 1

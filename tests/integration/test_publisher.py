@@ -1,0 +1,124 @@
+"""The one publisher against real Redis and the stock channels_redis layer that the ws tier receives with."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import orjson
+import pytest
+from channels.layers import get_channel_layer
+
+from jobcast.events.groups import job_group, user_group
+from jobcast.events.history import read_history, read_live
+from jobcast.events.publisher import notify_user_snapshot, publish_event
+from jobcast.events.schema import LogEvent, ProgressEvent, StateEvent
+
+
+def progress(job_id, n, total=10):
+    return ProgressEvent(job_id=job_id, ts=time.time(), current=n, total=total, percent=100 * n / total)
+
+
+def test_seq_is_contiguous_and_history_keeps_every_event(redis):
+    job_id = str(uuid.uuid4())
+    seqs = [publish_event(progress(job_id, n), owner_id=1).seq for n in range(1, 6)]
+    seqs.append(publish_event(LogEvent(job_id=job_id, ts=time.time(), message="hi"), owner_id=1).seq)
+    assert seqs == [1, 2, 3, 4, 5, 6]
+    history = read_history(redis, job_id, after=0)
+    assert history.complete
+    assert [orjson.loads(e)["seq"] for e in history.events] == [1, 2, 3, 4, 5, 6]
+    assert orjson.loads(history.events[-1]) == {
+        "seq": 6, "job_id": job_id, "ts": orjson.loads(history.events[-1])["ts"], "type": "log", "message": "hi"
+    }
+    assert [orjson.loads(e)["seq"] for e in read_history(redis, job_id, after=4).events] == [5, 6]
+
+
+def test_concurrent_publishers_never_share_a_seq(redis):
+    from concurrent.futures import ThreadPoolExecutor
+
+    job_id = str(uuid.uuid4())
+    with ThreadPoolExecutor(8) as pool:
+        seqs = list(pool.map(lambda n: publish_event(progress(job_id, n), owner_id=1).seq, range(200)))
+    assert sorted(seqs) == list(range(1, 201))
+
+
+def test_trimmed_history_reads_as_incomplete(redis, settings):
+    settings.JOBCAST = {**settings.JOBCAST, "HISTORY_MAXLEN": 3}
+    job_id = str(uuid.uuid4())
+    for n in range(1, 8):
+        publish_event(progress(job_id, n), owner_id=1)
+    assert not read_history(redis, job_id, after=0).complete
+    tail = read_history(redis, job_id, after=4)
+    assert tail.complete and [orjson.loads(e)["seq"] for e in tail.events] == [5, 6, 7]
+    assert read_history(redis, job_id, after=7).complete
+
+
+def test_expired_history_is_incomplete_when_the_row_knows_more(redis):
+    assert not read_history(redis, str(uuid.uuid4()), after=0, known_seq=5).complete
+    assert read_history(redis, str(uuid.uuid4()), after=5, known_seq=5).complete
+
+
+def test_terminal_event_sets_the_history_ttl(redis, settings):
+    settings.JOBCAST = {**settings.JOBCAST, "HISTORY_TTL": 120}
+    job_id = str(uuid.uuid4())
+    publish_event(progress(job_id, 1), owner_id=1)
+    assert redis.ttl(f"jobcast:job:{job_id}:events") > 120
+    publish_event(StateEvent(job_id=job_id, ts=time.time(), state="succeeded", result={"ok": 1}), owner_id=1, terminal=True)
+    assert 0 < redis.ttl(f"jobcast:job:{job_id}:events") <= 120
+
+
+def test_live_snapshot_follows_the_latest_progress_and_state(redis):
+    job_id = str(uuid.uuid4())
+    publish_event(StateEvent(job_id=job_id, ts=time.time(), state="running"), owner_id=1)
+    publish_event(progress(job_id, 3), owner_id=1)
+    publish_event(LogEvent(job_id=job_id, ts=time.time(), message="x"), owner_id=1)
+    (live,) = read_live(redis, [job_id])
+    assert live.seq == 3
+    assert live.progress["current"] == 3 and live.state["state"] == "running"
+
+
+async def test_the_stock_channels_redis_layer_receives_published_events(redis_server):
+    """Pins the publisher's fan-out to the installed channels_redis storage format."""
+    layer = get_channel_layer()
+    job_id = str(uuid.uuid4())
+    watcher_a, watcher_b, owner_stream = [await layer.new_channel() for _ in range(3)]
+    await layer.group_add(job_group(job_id), watcher_a)
+    await layer.group_add(job_group(job_id), watcher_b)
+    await layer.group_add(user_group(7), owner_stream)
+
+    published = await asyncio.to_thread(publish_event, progress(job_id, 1), 7)
+    assert published.seq == 1 and published.delivered == 1 and published.dropped == 0  # one ws process
+
+    for channel in (watcher_a, watcher_b, owner_stream):
+        message = await asyncio.wait_for(layer.receive(channel), 5)
+        assert message["type"] == "job.event"
+        assert message["seq"] == 1 and message["job_id"] == job_id
+        assert orjson.loads(message["text"])["current"] == 1
+
+    await asyncio.to_thread(notify_user_snapshot, 7, {"id": job_id, "state": "queued"})
+    message = await asyncio.wait_for(layer.receive(owner_stream), 5)
+    assert message["type"] == "job.snapshot"
+    assert orjson.loads(message["text"]) == {"type": "snapshot", "job": {"id": job_id, "state": "queued"}, "reset": False}
+    await layer.flush()
+
+
+async def test_a_full_channel_queue_drops_for_that_process_only(redis_server, settings):
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = 2
+    try:
+        layer = get_channel_layer()
+        job_id = str(uuid.uuid4())
+        channel = await layer.new_channel()
+        await layer.group_add(job_group(job_id), channel)
+        results = [await asyncio.to_thread(publish_event, progress(job_id, n), 1) for n in range(1, 4)]
+        assert [r.dropped for r in results] == [0, 0, 1]
+        # The dropped event is still in history, where a socket repairs the gap from.
+        assert [orjson.loads(e)["seq"] for e in read_history(layer_redis(), job_id, 0).events] == [1, 2, 3]
+    finally:
+        settings.CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = 1000
+
+
+def layer_redis():
+    from jobcast.redis_client import get_redis
+
+    return get_redis()

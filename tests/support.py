@@ -1,0 +1,67 @@
+"""Helpers the fixtures share: real servers on free ports, stopped by pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobcast.cli.stack import find_redis_server, free_port, port_open
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RedisServer:
+    url: str
+    port: int
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        """Stop this server (by its pid) and wait for it."""
+        stop_process(self.process)
+
+
+def start_redis(workdir: Path) -> RedisServer:
+    """A real redis-server on a free port, keeping nothing on disk."""
+    binary = find_redis_server()
+    if binary is None:
+        raise RuntimeError("redis-server is needed for the tests: apt-get install redis-server (make test does this as root)")
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: port_open(port), 10, f"redis-server on port {port}")
+    return RedisServer(f"redis://127.0.0.1:{port}/0", port, process)
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.05):
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    """Signal a process we started (by pid) and wait; kill it if it does not stop."""
+    if process.poll() is None:
+        try:
+            os.kill(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
