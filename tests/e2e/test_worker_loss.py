@@ -1,0 +1,54 @@
+"""A worker process that dies mid-job: the job is delivered again and still ends `succeeded`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+
+import orjson
+import pytest
+import websockets
+
+from tests.support import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+
+def pool_children(live_stack) -> list[int]:
+    """Celery's prefork pool processes (children of the worker's main process)."""
+    celery = set(live_stack.pids("celery"))
+    out = subprocess.run(["ps", "-eo", "pid,ppid"], capture_output=True, text=True).stdout.split()[2:]
+    parents = dict(zip(map(int, out[0::2]), map(int, out[1::2])))
+    return [pid for pid in celery if parents.get(pid) in celery]
+
+
+async def all_events(url: str, token: str) -> tuple[list[dict], int]:
+    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        messages = [orjson.loads(raw) async for raw in ws]
+        return messages, ws.close_code
+
+
+def test_killed_pool_process_job_is_redelivered_and_completes(live_stack):
+    with live_stack.client() as client:
+        job = client.post("/api/jobs/", json={"kind": "demo.count", "params": {"steps": 60, "interval_ms": 50}}).json()
+        wait_until(lambda: client.get(f"/api/jobs/{job['id']}/").json()["seq"] >= 5, 30, "the job to be running")
+        children = pool_children(live_stack)
+        assert children, "no celery pool processes found"
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        messages, code = asyncio.run(asyncio.wait_for(
+            all_events(f"{live_stack.ws_url}/ws/jobs/{job['id']}/?after=0", live_stack.token("e2e")), 90))
+        final = client.get(f"/api/jobs/{job['id']}/").json()
+
+    assert code == 1000
+    assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+    assert messages[-1]["type"] == "state" and messages[-1]["state"] == "succeeded"
+    assert [m["state"] for m in messages if m["type"] == "state"] == ["running", "succeeded"]
+    assert any(m["type"] == "log" and "restarted" in m["message"] for m in messages)
+    assert final["state"] == "succeeded" and final["attempts"] == 2
+    assert time.monotonic() - killed_at < 60

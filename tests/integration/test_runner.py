@@ -1,0 +1,142 @@
+"""Running jobs in-process against real Redis and the database: the worker's runner."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import orjson
+import pytest
+from django.utils import timezone
+
+from jobcast.events.history import read_history
+from jobcast.jobs.models import Job
+from jobcast.jobs.services import job_cancel, job_submit, job_transition
+from jobcast.worker.runner import run_job
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
+
+
+def events_of(redis, job):
+    return [orjson.loads(e) for e in read_history(redis, job.id, 0).events]
+
+
+def new_job(user, kind="demo.count", **params):
+    job, created = job_submit(user, kind, params)
+    assert created
+    return job
+
+
+def test_a_job_runs_to_succeeded_with_contiguous_events(user, redis, settings):
+    settings.JOBCAST = {**settings.JOBCAST, "PROGRESS_MAX_RATE": 0}
+    job = new_job(user, steps=25)
+    run_job(str(job.id))
+    job.refresh_from_db()
+    assert job.state == "succeeded" and job.result == {"counted": 25} and job.attempts == 1
+    events = events_of(redis, job)
+    assert [e["seq"] for e in events] == list(range(1, 28))
+    assert events[0]["state"] == "running"
+    assert [e["current"] for e in events[1:-1]] == list(range(1, 26))
+    assert events[-1] == {**events[-1], "type": "state", "state": "succeeded", "result": {"counted": 25}}
+    assert job.seq == 27 and job.progress["current"] == 25 and job.progress["percent"] == 100.0
+    assert job.started_at and job.finished_at and job.finished_at >= job.started_at
+
+
+def test_progress_is_coalesced_to_the_max_rate_with_the_last_value_kept(user, redis, settings):
+    settings.JOBCAST = {**settings.JOBCAST, "PROGRESS_MAX_RATE": 10}
+    job = new_job(user, steps=5000)
+    run_job(str(job.id))
+    events = events_of(redis, job)
+    progress = [e for e in events if e["type"] == "progress"]
+    assert len(progress) < 50
+    assert progress[-1]["current"] == 5000
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def test_an_exception_fails_the_job_without_a_traceback(user, redis):
+    job = new_job(user, steps=10, fail_at=4)
+    run_job(str(job.id))
+    job.refresh_from_db()
+    assert job.state == "failed"
+    assert job.error == {"type": "CountFailure", "message": "failed at step 4 as asked"}
+    last = events_of(redis, job)[-1]
+    assert last["state"] == "failed" and last["error"] == job.error
+    assert "Traceback" not in orjson.dumps(events_of(redis, job)).decode()
+
+
+def test_a_running_job_is_cancelled_within_a_second(user, redis):
+    job = new_job(user, steps=1000, interval_ms=50)
+    runner = threading.Thread(target=run_job, args=(str(job.id),))
+    runner.start()
+    deadline = time.monotonic() + 10
+    while Job.objects.get(id=job.id).state != "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    requested = time.monotonic()
+    cancelled = job_cancel(user, job.id)
+    assert cancelled.state == "running"  # 202: the worker stops it
+    runner.join(timeout=10)
+    assert not runner.is_alive()
+    assert time.monotonic() - requested < 1.5
+    job.refresh_from_db()
+    assert job.state == "cancelled" and job.finished_at
+    assert events_of(redis, job)[-1]["state"] == "cancelled"
+
+
+def test_a_job_cancelled_while_queued_is_not_run(user, redis):
+    job = new_job(user, steps=5)
+    job_cancel(user, job.id)
+    run_job(str(job.id))
+    job.refresh_from_db()
+    assert job.state == "cancelled" and job.attempts == 0
+    assert [e["state"] for e in events_of(redis, job)] == ["cancelled"]
+
+
+def test_a_redelivered_job_runs_again_and_counts_attempts(user, redis):
+    job = new_job(user, steps=3)
+    # A worker took it and died: the row says running, attempts 1.
+    assert job_transition(job.id, "running", attempts=1)
+    run_job(str(job.id))
+    job.refresh_from_db()
+    assert job.state == "succeeded" and job.attempts == 2
+    messages = [e.get("message") for e in events_of(redis, job) if e["type"] == "log"]
+    assert messages == ["restarted after its worker was lost (attempt 2)"]
+
+
+def test_a_job_out_of_attempts_fails_as_worker_lost(user, redis, settings):
+    settings.JOBCAST = {**settings.JOBCAST, "MAX_ATTEMPTS": 2}
+    job = new_job(user, steps=3)
+    assert job_transition(job.id, "running", attempts=2)
+    run_job(str(job.id))
+    job.refresh_from_db()
+    assert job.state == "failed" and job.error["type"] == "WorkerLost" and job.attempts == 3
+
+
+def test_an_unknown_kind_fails_cleanly(user, redis):
+    job = Job.objects.create(owner=user, kind="gone.kind", params={})
+    run_job(str(job.id))
+    job.refresh_from_db()
+    assert job.state == "failed" and job.error["type"] == "UnknownKind"
+
+
+def test_prune_jobs_deletes_only_the_owners_old_finished_jobs(user, other_user, redis):
+    old = timezone.now() - timedelta(days=40)
+    mine_old = [Job.objects.create(owner=user, kind="demo.count", state="succeeded") for _ in range(3)]
+    mine_running = Job.objects.create(owner=user, kind="demo.count", state="running")
+    mine_new = Job.objects.create(owner=user, kind="demo.count", state="failed")
+    theirs_old = Job.objects.create(owner=other_user, kind="demo.count", state="succeeded")
+    Job.objects.filter(id__in=[j.id for j in [*mine_old, mine_running, theirs_old]]).update(created_at=old)
+
+    dry = new_job(user, "maintenance.prune_jobs", older_than_days=30, dry_run=True)
+    run_job(str(dry.id))
+    dry.refresh_from_db()
+    assert dry.result == {"matched": 3, "deleted": 0, "dry_run": True}
+
+    prune = new_job(user, "maintenance.prune_jobs", older_than_days=30)
+    run_job(str(prune.id))
+    prune.refresh_from_db()
+    assert prune.state == "succeeded" and prune.result == {"matched": 3, "deleted": 3, "dry_run": False}
+    remaining = set(Job.objects.values_list("id", flat=True))
+    assert not remaining & {j.id for j in mine_old}
+    assert {mine_running.id, mine_new.id, theirs_old.id, dry.id, prune.id} <= remaining
+    assert events_of(redis, prune)[-1]["result"]["deleted"] == 3
