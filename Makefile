@@ -22,7 +22,7 @@ run: $(INSTALLED)
 	$(VENV)/bin/jobcast run
 
 lint: $(INSTALLED)
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/test_layers.py
 
 test: $(INSTALLED)
 	@scripts/system-deps test

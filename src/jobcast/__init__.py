@@ -11,9 +11,14 @@ __version__ = "0.1.0"
 SETTINGS_MODULE = "jobcast.settings"
 
 
-def django_setup() -> None:
-    """Point Django at jobcast's one settings module and initialise it (every entry point calls this)."""
+def use_settings() -> None:
+    """Point Django at jobcast's one settings module (the only place that sets it)."""
     os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS_MODULE
+
+
+def django_setup() -> None:
+    """Use jobcast's settings and initialise Django (every entry point calls this)."""
+    use_settings()
     import django
 
     django.setup()

@@ -13,7 +13,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DATA_DIR_DEFAULT = ".jobcast"
+# One place per user, so `jobcast token` finds the database `jobcast run` made, from any folder.
+DATA_DIR_DEFAULT = "~/.local/share/jobcast"
 
 
 class Env(BaseSettings):

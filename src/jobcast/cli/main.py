@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from jobcast import SETTINGS_MODULE, django_setup
+from jobcast import django_setup, use_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,9 +19,7 @@ def cli():
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def manage(args):
     """Run a Django management command (jobcast manage migrate, createsuperuser, ...)."""
-    import os
-
-    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS_MODULE
+    use_settings()
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(["jobcast manage", *args])

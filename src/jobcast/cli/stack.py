@@ -134,7 +134,7 @@ class Stack:
             "redis",
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(redis_dir), "--logfile", str(redis_dir / "redis.log")],
-            dict(os.environ),
+            environ_for_child(),
         )
         self.wait_for(lambda: port_open(port), "redis", 15)
         self.say(f"local Redis on 127.0.0.1:{port} ({binary})")

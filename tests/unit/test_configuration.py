@@ -1,0 +1,30 @@
+"""Every environment variable is read in env.py only, and documented in docs/configuration.md."""
+
+import re
+from pathlib import Path
+
+from jobcast.env import Env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def documented_variables() -> set[str]:
+    table = (REPO / "docs" / "configuration.md").read_text()
+    return set(re.findall(r"^\| `([A-Z0-9_]+)` \|", table, flags=re.MULTILINE))
+
+
+def test_every_variable_the_code_reads_is_documented():
+    read = {name.upper() for name in Env.model_fields}
+    assert read - documented_variables() == set(), "add these to docs/configuration.md"
+    assert documented_variables() - read == set(), "docs/configuration.md lists variables nothing reads"
+
+
+def test_only_env_py_reads_the_environment():
+    offenders = []
+    for path in [*REPO.glob("src/**/*.py"), *REPO.glob("services/**/*.py")]:
+        if path.name == "env.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"os\.getenv|os\.environ(?!\[\"DJANGO_SETTINGS_MODULE\"\] =)", line):
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert offenders == []
