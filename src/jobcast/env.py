@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,7 @@ class Env(BaseSettings):
     # Servers started by `jobcast run <tier>`.
     jobcast_bind: str = "127.0.0.1"
     jobcast_port: int = 8000
+    jobcast_front_door: Literal["auto", "nginx", "uvicorn"] = "auto"
     jobcast_web_port: int = 8001
     jobcast_ws_port: int = 8002
     web_concurrency: int = Field(2, ge=1)

@@ -82,9 +82,8 @@ def _postgres_database(url: str):
     return parts._replace(path=f"/{name}").geturl(), drop
 
 
-@pytest.fixture(scope="session")
-def live_stack(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("stack")
+def start_stack(data_dir: Path, **extra_env: str) -> tuple[LiveStack, callable]:
+    """Start `jobcast run` with its own data dir and free ports; returns the stack and its stop function."""
     port, web_port, ws_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBCAST_", "REDIS_URL", "DJANGO_"))}
     env.update(
@@ -98,6 +97,7 @@ def live_stack(tmp_path_factory):
         JOBCAST_LOG_LEVEL="info",
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra_env)
     drop_database = None
     if os.environ.get("DATABASE_URL", "").startswith("postgres"):
         env["DATABASE_URL"], drop_database = _postgres_database(os.environ["DATABASE_URL"])
@@ -118,10 +118,24 @@ def live_stack(tmp_path_factory):
         except httpx.HTTPError:
             return False
 
-    try:
-        wait_until(ready, 90, "jobcast run to come up", interval=0.3)
-        yield stack
-    finally:
+    def stop():
         stop_process(process, signal.SIGINT, timeout=60)
         if drop_database:
             drop_database()
+
+    try:
+        wait_until(ready, 90, "jobcast run to come up", interval=0.3)
+    except BaseException:
+        stop()
+        raise
+    return stack, stop
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory):
+    """The whole stack behind nginx, shared by the end-to-end tests."""
+    stack, stop = start_stack(tmp_path_factory.mktemp("stack"), JOBCAST_FRONT_DOOR="nginx")
+    try:
+        yield stack
+    finally:
+        stop()

@@ -173,7 +173,9 @@ class Stack:
     def start_front_door(self, child_env: dict) -> None:
         env = self.env
         nginx, template = find_nginx(), find_nginx_template()
-        if nginx and template:
+        if env.jobcast_front_door == "nginx" and not (nginx and template):
+            raise click.ClickException("JOBCAST_FRONT_DOOR=nginx but nginx or deploy/nginx/jobcast.conf.template was not found")
+        if nginx and template and env.jobcast_front_door != "uvicorn":
             prefix = self.data_dir / "nginx"
             for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
                 (prefix / sub).mkdir(parents=True, exist_ok=True)
@@ -193,7 +195,8 @@ class Stack:
             command[command.index("--port") + 1] = str(env.jobcast_port)
             command[command.index("--host") + 1] = env.jobcast_bind
             self.start("front door", command, child_env)
-            self.say("front door: uvicorn fallback (nginx not found; install nginx for the production routing)")
+            why = "JOBCAST_FRONT_DOOR=uvicorn" if env.jobcast_front_door == "uvicorn" else "nginx not found"
+            self.say(f"front door: uvicorn serving HTTP and /ws/ ({why}; nginx gives the production routing)")
 
     def run(self) -> int:
         """Start everything, wait for Ctrl-C or a child's death, stop everything; the exit code."""
