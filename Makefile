@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # PostgreSQL for the second test pass (CI must reach it; elsewhere it is skipped with a reason).
 PG_URL    ?= postgres://postgres@127.0.0.1:5432/jobcast
 
-.PHONY: run test test-sqlite test-postgres lint install clean
+.PHONY: run test test-sqlite test-postgres lint install bench clean
 
 $(INSTALLED): pyproject.toml
 	@python=$$(scripts/find-python) && { [ -x $(PY) ] || $$python -m venv $(VENV); }
@@ -41,6 +41,10 @@ test-postgres: $(INSTALLED)
 	else \
 	  echo "SKIPPED PostgreSQL tests: nothing answers at $(PG_URL) (set PG_URL to point at one)." >&2; \
 	fi
+
+bench: $(INSTALLED)
+	@scripts/system-deps test
+	$(PY) bench/publish_path.py
 
 clean:
 	rm -rf $(VENV) .jobcast *.egg-info .pytest_cache
