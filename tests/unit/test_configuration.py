@@ -8,8 +8,8 @@ from jobcast.env import Env
 REPO = Path(__file__).resolve().parents[2]
 
 
-def documented_variables() -> set[str]:
-    table = (REPO / "docs" / "configuration.md").read_text()
+def documented_variables(doc: str = "docs/configuration.md") -> set[str]:
+    table = (REPO / doc).read_text()
     return set(re.findall(r"^\| `([A-Z0-9_]+)` \|", table, flags=re.MULTILINE))
 
 
@@ -17,6 +17,10 @@ def test_every_variable_the_code_reads_is_documented():
     read = {name.upper() for name in Env.model_fields}
     assert read - documented_variables() == set(), "add these to docs/configuration.md"
     assert documented_variables() - read == set(), "docs/configuration.md lists variables nothing reads"
+
+
+def test_the_readme_table_lists_every_variable_too():
+    assert documented_variables("README.md") == {name.upper() for name in Env.model_fields}
 
 
 def test_only_env_py_reads_the_environment():
