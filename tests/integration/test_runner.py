@@ -140,3 +140,19 @@ def test_prune_jobs_deletes_only_the_owners_old_finished_jobs(user, other_user, 
     assert not remaining & {j.id for j in mine_old}
     assert {mine_running.id, mine_new.id, theirs_old.id, dry.id, prune.id} <= remaining
     assert events_of(redis, prune)[-1]["result"]["deleted"] == 3
+
+
+def test_a_kind_that_is_not_redelivered_fails_when_its_worker_was_lost(user, redis):
+    from jobcast.jobs.registry import load_builtin_kinds
+
+    load_builtin_kinds("tests.sample_kinds")
+    job = new_job(user, "sample.greet", name="ada")
+    assert job_transition(job.id, "running", attempts=1)
+    run_job(str(job.id))
+    job.refresh_from_db()
+    assert job.state == "failed" and job.error["type"] == "WorkerLost" and "not redelivered" in job.error["message"]
+
+    fresh = new_job(user, "sample.greet", name="bo")
+    run_job(str(fresh.id))
+    fresh.refresh_from_db()
+    assert fresh.state == "succeeded" and fresh.result == {"greeting": "hello bo"}

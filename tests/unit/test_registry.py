@@ -60,3 +60,13 @@ def test_registering_a_kind_twice_is_refused():
 def test_params_must_be_a_pydantic_model():
     with pytest.raises(TypeError):
         job("test.bad", params=dict)
+
+
+def test_kind_modules_named_in_the_environment_are_loaded():
+    from jobcast.jobs.registry import load_builtin_kinds
+
+    assert get_kind("sample.greet") is None or get_kind("sample.greet").redeliver is False
+    load_builtin_kinds("tests.sample_kinds")
+    kind = get_kind("sample.greet")
+    assert kind.title == "Say hello" and kind.redeliver is False
+    assert validate_params("sample.greet", {"name": "ada"})[1] == {"name": "ada"}
