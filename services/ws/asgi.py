@@ -21,9 +21,12 @@ application = ProtocolTypeRouter(
 
 def _combined():
     """HTTP to Django and /ws/ to the consumers in one app: `jobcast run`'s front door without nginx."""
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
     from django.core.asgi import get_asgi_application
 
-    return ProtocolTypeRouter({"http": get_asgi_application(), "websocket": application.application_mapping["websocket"]})
+    # Without nginx, Django serves /static/ itself (fine for one developer, not for production).
+    http = ASGIStaticFilesHandler(get_asgi_application())
+    return ProtocolTypeRouter({"http": http, "websocket": application.application_mapping["websocket"]})
 
 
 combined_application = _combined()

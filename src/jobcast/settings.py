@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.staticfiles",
     "channels",
+    "ninja",  # its API docs page then uses the collected static files, not a CDN
     "jobcast.accounts",
     "jobcast.jobs",
 ]

@@ -24,6 +24,12 @@ from jobcast.cli.run import tier_command
 from jobcast.env import environ_for_child, get_env
 
 NGINX_TEMPLATE = Path("deploy") / "nginx" / "jobcast.conf.template"
+# For an nginx installed without /etc/nginx/mime.types: enough for the API and static files.
+MINIMAL_MIME_TYPES = """types {
+    text/html html; text/css css; application/javascript js; application/json json;
+    image/png png; image/svg+xml svg; image/x-icon ico; font/woff2 woff2;
+}
+"""
 STOP_GRACE_SECONDS = 35
 
 
@@ -77,15 +83,23 @@ def find_nginx_template() -> Path | None:
     return None
 
 
-def render_nginx_config(template: Path, prefix: Path, listen: str, web: list[str], ws: list[str],
-                        max_body_bytes: int, ws_read_timeout: str = "3600s") -> str:
-    """The nginx config for these upstream addresses (the same template production uses)."""
+def render_nginx_config(template: Path, *, listen: str, web: list[str], ws: list[str], max_body_bytes: int,
+                        static_root: str, temp_dir: str, pid_file: str, error_log: str, access_log: str,
+                        mime_types: str = "/etc/nginx/mime.types", trusted_proxies: str = "127.0.0.1",
+                        ws_read_timeout: str = "3600s") -> str:
+    """The nginx config for these addresses and paths (the one template production uses too)."""
     values = {
-        "PREFIX": str(prefix),
         "LISTEN": listen,
         "WEB_SERVERS": "\n".join(f"        server {addr} max_fails=0;" for addr in web),
         "WS_SERVERS": "\n".join(f"        server {addr} max_fails=0;" for addr in ws),
         "MAX_BODY_BYTES": str(max_body_bytes),
+        "STATIC_ROOT": static_root,
+        "TEMP_DIR": temp_dir,
+        "PID_FILE": pid_file,
+        "ERROR_LOG": error_log,
+        "ACCESS_LOG": access_log,
+        "MIME_TYPES": mime_types,
+        "TRUSTED_PROXIES": trusted_proxies,
         "WS_READ_TIMEOUT": ws_read_timeout,
     }
     text = template.read_text()
@@ -166,9 +180,12 @@ class Stack:
         )
 
     def migrate(self, child_env: dict) -> None:
-        command = [sys.executable, "-m", "jobcast.cli.main", "manage", "migrate", "--noinput", "-v", "0"]
-        if subprocess.run(command, env=child_env).returncode != 0:
+        """Apply migrations and collect static files (nginx serves them from the data dir)."""
+        manage = [sys.executable, "-m", "jobcast.cli.main", "manage"]
+        if subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=child_env).returncode != 0:
             raise click.ClickException("migrations failed")
+        if subprocess.run([*manage, "collectstatic", "--noinput", "-v", "0"], env=child_env).returncode != 0:
+            raise click.ClickException("collectstatic failed")
 
     def start_front_door(self, child_env: dict) -> None:
         env = self.env
@@ -177,15 +194,31 @@ class Stack:
             raise click.ClickException("JOBCAST_FRONT_DOOR=nginx but nginx or deploy/nginx/jobcast.conf.template was not found")
         if nginx and template and env.jobcast_front_door != "uvicorn":
             prefix = self.data_dir / "nginx"
-            for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
-                (prefix / sub).mkdir(parents=True, exist_ok=True)
+            prefix.mkdir(parents=True, exist_ok=True)
+            mime_types = Path("/etc/nginx/mime.types")
+            if not mime_types.is_file():
+                mime_types = prefix / "mime.types"
+                mime_types.write_text(MINIMAL_MIME_TYPES)
             conf = prefix / "nginx.conf"
             conf.write_text(render_nginx_config(
-                template, prefix, f"{env.jobcast_bind}:{env.jobcast_port}",
-                [f"127.0.0.1:{env.jobcast_web_port}"], [f"127.0.0.1:{env.jobcast_ws_port}"],
-                env.jobcast_max_body_bytes,
+                template,
+                listen=f"{env.jobcast_bind}:{env.jobcast_port}",
+                web=[f"127.0.0.1:{env.jobcast_web_port}"],
+                ws=[f"127.0.0.1:{env.jobcast_ws_port}"],
+                max_body_bytes=env.jobcast_max_body_bytes,
+                static_root=str(self.data_dir / "static"),
+                temp_dir=str(prefix),
+                pid_file=str(prefix / "nginx.pid"),
+                error_log=str(prefix / "error.log"),
+                access_log=str(prefix / "access.log"),
+                mime_types=str(mime_types),
             ))
-            self.start("nginx", [nginx, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+            directives = "daemon off;"
+            if os.geteuid() == 0:
+                # Run as root (CI, containers), nginx's workers would be `nobody` and could not
+                # read the data dir under root's home; this local stack keeps them as root.
+                directives += " user root;"
+            self.start("nginx", [nginx, "-p", str(prefix), "-c", str(conf), "-g", directives],
                        child_env, stop_signal=signal.SIGQUIT)
             self.say(f"front door: nginx ({conf})")
         else:

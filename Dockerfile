@@ -1,0 +1,56 @@
+# syntax=docker/dockerfile:1
+# One image, one target per tier (docs/deploy.md): every target shares the same layers
+# and differs only in its command, port, health check and stop signal, so one build
+# serves web, ws and worker — as `jobcast run <tier>` does outside containers.
+#
+#   docker build --target web -t jobcast-web .     (likewise ws, worker)
+
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+# --- build: wheels for the project and its pinned dependencies ---------------------
+FROM ${PYTHON_IMAGE} AS build
+WORKDIR /src
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# Dependencies first, in their own layer: it is rebuilt only when pyproject.toml changes.
+COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+        > requirements.txt \
+    && pip wheel --wheel-dir /wheels --requirement requirements.txt
+COPY src ./src
+COPY services ./services
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+# --- runtime: no compilers, no pip cache, a non-root user ---------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    JOBCAST_BIND=0.0.0.0 \
+    JOBCAST_DATA_DIR=/data
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-index /wheels/*.whl \
+    && groupadd --system --gid 10001 jobcast \
+    && useradd --system --uid 10001 --gid jobcast --home-dir /data --create-home jobcast
+COPY deploy/nginx /app/deploy/nginx
+WORKDIR /app
+USER 10001:10001
+# gunicorn, uvicorn and celery all shut down gracefully on SIGTERM.
+STOPSIGNAL SIGTERM
+
+FROM runtime AS web
+EXPOSE 8001
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8001/healthz', timeout=2)"]
+CMD ["jobcast", "run", "web"]
+
+FROM runtime AS ws
+EXPOSE 8002
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8002/healthz', timeout=2)"]
+CMD ["jobcast", "run", "ws"]
+
+FROM runtime AS worker
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["celery", "-A", "jobcast.worker.app", "inspect", "ping", "--timeout", "5"]
+CMD ["jobcast", "run", "worker"]
