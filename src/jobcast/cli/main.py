@@ -51,9 +51,11 @@ def token(username, create_user, save, url):
 
 def _register_subcommands() -> None:
     from jobcast.cli.client import submit, watch
+    from jobcast.cli.nginx import nginx_config
     from jobcast.cli.run import run
 
     cli.add_command(run)
+    cli.add_command(nginx_config)
     cli.add_command(submit)
     cli.add_command(watch)
 

@@ -86,12 +86,18 @@ def find_nginx_template() -> Path | None:
 def render_nginx_config(template: Path, *, listen: str, web: list[str], ws: list[str], max_body_bytes: int,
                         static_root: str, temp_dir: str, pid_file: str, error_log: str, access_log: str,
                         mime_types: str = "/etc/nginx/mime.types", trusted_proxies: str = "127.0.0.1",
-                        ws_read_timeout: str = "3600s") -> str:
-    """The nginx config for these addresses and paths (the one template production uses too)."""
+                        resolver: str | None = None, ws_read_timeout: str = "3600s") -> str:
+    """The nginx config for these addresses and paths (the one template production uses too).
+
+    With a `resolver`, upstream host names are re-resolved while nginx runs (nginx ≥ 1.27.3),
+    so scaled-out containers join without a reload.
+    """
+    resolve = " resolve" if resolver else ""
     values = {
         "LISTEN": listen,
-        "WEB_SERVERS": "\n".join(f"        server {addr} max_fails=0;" for addr in web),
-        "WS_SERVERS": "\n".join(f"        server {addr} max_fails=0;" for addr in ws),
+        "RESOLVER": f"    resolver {resolver} valid=10s ipv6=off;" if resolver else "    # upstreams are fixed addresses: no resolver",
+        "WEB_SERVERS": "\n".join(f"        server {addr}{resolve} max_fails=0;" for addr in web),
+        "WS_SERVERS": "\n".join(f"        server {addr}{resolve} max_fails=0;" for addr in ws),
         "MAX_BODY_BYTES": str(max_body_bytes),
         "STATIC_ROOT": static_root,
         "TEMP_DIR": temp_dir,

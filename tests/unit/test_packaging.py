@@ -1,0 +1,134 @@
+"""Static checks of the Dockerfile, docker-compose.yml and nginx configs (no Docker engine here)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from jobcast.env import Env
+
+REPO = Path(__file__).resolve().parents[2]
+TIERS = ("web", "ws", "worker")
+PORTS = {"web": Env.model_fields["jobcast_web_port"].default, "ws": Env.model_fields["jobcast_ws_port"].default}
+
+
+def dockerfile_stages() -> dict[str, list[str]]:
+    """Instructions of each stage of the Dockerfile, by stage name (continuation lines joined)."""
+    text = re.sub(r"\\\n\s*", " ", (REPO / "Dockerfile").read_text())
+    stages, current = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"FROM \S+ AS (\S+)", line)
+        if match:
+            current = match.group(1)
+            stages[current] = [line]
+        elif current:
+            stages[current].append(line)
+    return stages
+
+
+def test_hadolint_passes():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    done = subprocess.run([hadolint, "Dockerfile"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_each_tier_is_a_target_of_one_runtime_image():
+    stages = dockerfile_stages()
+    for tier in TIERS:
+        lines = stages[tier]
+        assert lines[0] == f"FROM runtime AS {tier}"
+        assert f'CMD ["jobcast", "run", "{tier}"]' in lines
+        assert any(line.startswith("HEALTHCHECK") for line in lines)
+        if tier in PORTS:
+            assert f"EXPOSE {PORTS[tier]}" in lines
+            assert any(f"127.0.0.1:{PORTS[tier]}/healthz" in line for line in lines if line.startswith("HEALTHCHECK"))
+
+
+def test_the_runtime_stage_is_slim_non_root_and_stops_gracefully():
+    runtime = " ".join(dockerfile_stages()["runtime"])
+    assert "FROM ${PYTHON_IMAGE} AS runtime" in runtime and "slim" in (REPO / "Dockerfile").read_text()
+    assert re.search(r"USER 10001", runtime)
+    assert "STOPSIGNAL SIGTERM" in runtime
+    for tool in ("gcc", "build-essential", "apt-get install"):
+        assert tool not in runtime
+    build = dockerfile_stages()["build"]
+    # Dependencies get their own cached layer, before the sources are copied in.
+    deps = next(i for i, line in enumerate(build) if "--requirement requirements.txt" in line)
+    sources = next(i for i, line in enumerate(build) if line.startswith("COPY src"))
+    assert deps < sources
+
+
+@pytest.fixture(scope="session")
+def compose_schema(tmp_path_factory) -> dict:
+    """The Compose specification's JSON Schema, as shipped in the docker-compose wheel on PyPI."""
+    cache = REPO / ".venv" / "compose_spec.json"
+    if not cache.exists():
+        target = tmp_path_factory.mktemp("compose")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "docker-compose==1.29.2", "-d", str(target)],
+            check=True, capture_output=True,
+        )
+        with zipfile.ZipFile(next(target.glob("*.whl"))) as wheel:
+            cache.write_bytes(wheel.read("compose/config/compose_spec.json"))
+    return json.loads(cache.read_text())
+
+
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_docker_compose_matches_the_compose_specification(compose_schema):
+    document = compose()
+    document.pop("name")  # top-level `name` came to the spec after this schema's release
+    jsonschema.Draft7Validator(compose_schema).validate(document)
+
+
+def test_compose_services_line_up_with_the_code():
+    services = compose()["services"]
+    assert set(services) >= {"redis", "postgres", "migrate", "web", "ws", "worker", "nginx"}
+    for tier in TIERS:
+        service = services[tier]
+        assert service["build"]["target"] == tier
+        assert "container_name" not in service and "ports" not in service  # scalable behind nginx
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert service["healthcheck"]["test"]
+        if tier in PORTS:
+            assert service["expose"] == [str(PORTS[tier])]
+            assert f"127.0.0.1:{PORTS[tier]}/readyz" in " ".join(service["healthcheck"]["test"])
+    assert "migrate" in services["migrate"]["command"][-1] and "collectstatic" in services["migrate"]["command"][-1]
+    for name, service in services.items():
+        assert "healthcheck" in service, name
+    nginx = services["nginx"]
+    assert all(nginx["depends_on"][tier]["condition"] == "service_healthy" for tier in ("web", "ws"))
+    assert "./deploy/nginx/compose.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]
+    assert set(compose()["volumes"]) == {"redis-data", "postgres-data", "static"}
+
+
+def test_env_example_sets_only_documented_variables():
+    names = {line.split("=", 1)[0] for line in (REPO / ".env.example").read_text().splitlines() if "=" in line and not line.startswith("#")}
+    known = {field.upper() for field in Env.model_fields} | {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
+    assert names - known == set()
+    assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ALLOWED_HOSTS"} <= names
+
+
+def test_compose_nginx_config_is_the_template_rendered():
+    rendered = subprocess.run(
+        ["sh", "scripts/render-compose-nginx"], cwd=REPO, capture_output=True, text=True,
+        env={"JOBCAST": str(Path(sys.executable).with_name("jobcast")), "PATH": "/usr/bin:/bin"},
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert rendered.stdout == (REPO / "deploy" / "nginx" / "compose.conf").read_text(), "run scripts/render-compose-nginx"
+    assert "server ws:8002 resolve" in rendered.stdout and "resolver 127.0.0.11" in rendered.stdout
