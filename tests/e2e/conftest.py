@@ -31,11 +31,11 @@ class LiveStack:
     data_dir: Path
     tokens: dict = field(default_factory=dict)
 
-    def jobcast(self, *args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
-        """Run a `jobcast` command against this stack."""
+    def jobcast(self, *args: str, timeout: float = 60, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+        """Run a `jobcast` command against this stack (`env` adds to the stack's environment)."""
         return subprocess.run(
             [sys.executable, "-m", "jobcast.cli.main", *args],
-            env=self.env, capture_output=True, text=True, timeout=timeout, **kwargs,
+            env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout, **kwargs,
         )
 
     def token(self, username: str) -> str:

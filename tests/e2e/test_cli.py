@@ -50,12 +50,6 @@ def start_watch(stack, job_id: str) -> subprocess.Popen:
     )
 
 
-def run_cli(stack, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """`jobcast ARGS` against the stack with some environment variables changed."""
-    return subprocess.run([sys.executable, "-m", "jobcast.cli.main", *args], env={**stack.env, **env},
-                          capture_output=True, text=True, timeout=60)
-
-
 def submit_id(stack, *params: str) -> str:
     done = stack.jobcast("submit", "demo.count", *params)
     assert done.returncode == 0, done.stderr
@@ -107,22 +101,22 @@ def test_submit_unknown_kind_and_malformed_param(cli):
 
 
 def test_a_bad_token_exits_2_with_a_hint(cli):
-    done = run_cli(cli, "submit", "demo.count", JOBCAST_TOKEN="not-a-token")
+    done = cli.jobcast("submit", "demo.count", env=dict(JOBCAST_TOKEN="not-a-token"))
     # The contract says 401; the web tier currently answers 403 (CSRF) to a bad bearer token on POST.
     assert done.returncode == 2 and "jobcast token" in done.stderr, done.stderr
-    done = run_cli(cli, "watch", str(uuid.uuid4()), JOBCAST_TOKEN="not-a-token")
+    done = cli.jobcast("watch", str(uuid.uuid4()), env=dict(JOBCAST_TOKEN="not-a-token"))
     assert done.returncode == 2 and "not authenticated" in done.stderr, done.stderr
 
 
 def test_submit_when_the_server_is_unreachable_exits_1(cli):
-    done = run_cli(cli, "submit", "demo.count", JOBCAST_URL=f"http://127.0.0.1:{free_port()}")
+    done = cli.jobcast("submit", "demo.count", env=dict(JOBCAST_URL=f"http://127.0.0.1:{free_port()}"))
     assert done.returncode == 1
     assert "cannot reach" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_no_token_tells_how_to_make_one(cli, tmp_path):
     for args in (("submit", "demo.count"), ("watch", str(uuid.uuid4()))):
-        done = run_cli(cli, *args, JOBCAST_CONFIG=str(tmp_path / "none.json"))
+        done = cli.jobcast(*args, env=dict(JOBCAST_CONFIG=str(tmp_path / "none.json")))
         assert done.returncode == 2
         assert "jobcast token <username> --create-user --save" in done.stderr
 
