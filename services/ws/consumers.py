@@ -63,7 +63,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         if refusal:
             await self.refuse(refusal)
             return False
-        connections.open(self.user.id)
+        connections.open(self, self.user.id)
         self.admitted = True
         return True
 
@@ -74,7 +74,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         if self.admitted:
-            connections.close(self.user.id)
+            connections.close(self, self.user.id)
             self.admitted = False
         for group in self.groups:
             await self.channel_layer.group_discard(group, self.channel_name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from jobcast.redis_client import get_async_redis
+from jobcast.ws.limits import connections
 
 
 async def _respond(send, status: int, body: dict) -> None:
@@ -25,6 +26,9 @@ async def health_app(scope, receive, send):
     if path == "/healthz":
         await _respond(send, 200, {"status": "ok"})
     elif path == "/readyz":
+        if connections.draining:
+            await _respond(send, 503, {"status": "draining", "checks": {}})
+            return
         try:
             await get_async_redis().ping()
             await _respond(send, 200, {"status": "ok", "checks": {"redis": "ok"}})

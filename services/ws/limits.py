@@ -1,4 +1,4 @@
-"""Connection limits of one ws process: 1013 when the process is full, 4429 per user.
+"""The open sockets of one ws process: limits (1013 full, 4429 per user) and draining (1012).
 
 Counts are per process (each ws process enforces its own share); see docs/protocol.md.
 """
@@ -11,31 +11,37 @@ from django.conf import settings
 
 
 class ConnectionBook:
-    """Open sockets of this process, in total and per user."""
+    """Open sockets of this process, in total and per user, and whether it is draining."""
 
     def __init__(self):
         self.total = 0
         self.per_user: Counter = Counter()
+        self.consumers: set = set()
+        self.draining = False
 
     def refusal(self, user_id) -> int | None:
         """The close code to refuse a new socket of this user with, or None to admit it."""
+        if self.draining:
+            return 1012
         if self.total >= settings.JOBCAST["WS_MAX_CONNECTIONS"]:
             return 1013
         if self.per_user[user_id] >= settings.JOBCAST["WS_MAX_CONNECTIONS_PER_USER"]:
             return 4429
         return None
 
-    def open(self, user_id) -> None:
+    def open(self, consumer, user_id) -> None:
         """Count a newly admitted socket."""
         self.total += 1
         self.per_user[user_id] += 1
+        self.consumers.add(consumer)
 
-    def close(self, user_id) -> None:
+    def close(self, consumer, user_id) -> None:
         """Forget a closed socket."""
         self.total -= 1
         self.per_user[user_id] -= 1
         if self.per_user[user_id] <= 0:
             del self.per_user[user_id]
+        self.consumers.discard(consumer)
 
 
 connections = ConnectionBook()

@@ -45,6 +45,7 @@ class Env(BaseSettings):
     jobcast_ws_max_connections: int = Field(10000, ge=1)
     jobcast_ws_max_connections_per_user: int = Field(1000, ge=1)
     jobcast_ws_ping_interval: float = Field(20.0, gt=0)
+    jobcast_ws_drain_seconds: float = Field(10.0, ge=0)
     jobcast_channel_capacity: int = Field(1000, ge=10)
 
     # Servers started by `jobcast run <tier>`.
@@ -55,7 +56,7 @@ class Env(BaseSettings):
     jobcast_ws_port: int = 8002
     web_concurrency: int = Field(2, ge=1)
     jobcast_web_threads: int = Field(4, ge=1)
-    jobcast_ws_workers: int = Field(1, ge=1)
+    jobcast_ws_instances: int = Field(1, ge=1, le=16)
     jobcast_worker_concurrency: int = Field(2, ge=1)
     jobcast_log_level: str = "info"
 

@@ -52,7 +52,7 @@ class LiveStack:
 
     def pids(self, pattern: str) -> list[int]:
         """Pids of this stack's processes whose command line contains `pattern`."""
-        out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
+        out = subprocess.run(["ps", "-ww", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
         rows = [line.split(None, 2) for line in out.splitlines()[1:]]
         children: dict[int, list[int]] = {}
         for pid, ppid, _ in rows:

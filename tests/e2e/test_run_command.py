@@ -28,7 +28,7 @@ def test_fallback_front_door_serves_http_and_websocket_and_ctrl_c_stops_everythi
     stack, stop = start_stack(tmp_path, JOBCAST_FRONT_DOOR="uvicorn")
     try:
         assert b"front door: uvicorn" in stack.log.read_bytes()
-        processes = {name: stack.pids(name) for name in ("gunicorn", "uvicorn", "celery", "redis-server")}
+        processes = {name: stack.pids(name) for name in ("gunicorn", "jobcast.ws.server", "celery", "redis-server")}
         assert all(processes.values()), processes
         assert not stack.pids("nginx")
 

@@ -23,20 +23,8 @@ def tier_command(tier: str) -> list[str]:
     if tier == "web":
         return [python, "-m", "gunicorn", "-c", "python:jobcast.web.gunicorn_conf", "jobcast.web.wsgi:application"]
     if tier == "ws":
-        return [
-            python, "-m", "uvicorn", "jobcast.ws.asgi:application",
-            "--host", env.jobcast_bind, "--port", str(env.jobcast_ws_port),
-            "--workers", str(env.jobcast_ws_workers),
-            "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
-            # Frames over 64 KiB close the socket with 1009 (the contract's limit).
-            "--ws-max-size", "65536",
-            "--ws-ping-interval", str(env.jobcast_ws_ping_interval),
-            "--ws-ping-timeout", str(env.jobcast_ws_ping_interval),
-            "--lifespan", "off", "--no-access-log",
-            "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
-            "--timeout-graceful-shutdown", "30",
-            "--log-level", env.jobcast_log_level,
-        ]  # fmt: skip
+        # uvicorn with a graceful drain on SIGTERM: jobcast.ws.server.
+        return [python, "-m", "jobcast.ws.server", "--host", env.jobcast_bind, "--port", str(env.jobcast_ws_port)]
     if tier == "worker":
         return [
             python, "-m", "celery", "-A", "jobcast.worker.app", "worker",

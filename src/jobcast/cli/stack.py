@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -33,11 +33,21 @@ MINIMAL_MIME_TYPES = """types {
 STOP_GRACE_SECONDS = 35
 
 
+# A tier that exits by itself is started again (as a process manager would), unless it
+# keeps dying: this many exits within RESTART_WINDOW seconds stop the whole stack.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+
+
 @dataclass
 class Child:
     name: str
     process: subprocess.Popen
+    command: list[str]
+    env: dict
     stop_signal: int = signal.SIGTERM
+    restartable: bool = False
+    exits: list[float] = field(default_factory=list)
 
 
 def free_port() -> int:
@@ -133,10 +143,10 @@ class Stack:
     def say(self, message: str) -> None:
         click.secho(f"jobcast: {message}", fg="cyan", err=True)
 
-    def start(self, name: str, command: list[str], env: dict, stop_signal=signal.SIGTERM) -> Child:
+    def start(self, name: str, command: list[str], env: dict, stop_signal=signal.SIGTERM, restartable=False) -> Child:
         # Own session: Ctrl-C reaches only this supervisor, which stops the children in order.
         process = subprocess.Popen(command, env=env, start_new_session=True)
-        child = Child(name, process, stop_signal)
+        child = Child(name, process, command, env, stop_signal, restartable)
         self.children.append(child)
         return child
 
@@ -170,10 +180,22 @@ class Stack:
         raise click.ClickException(f"{what} did not come up within {timeout:.0f} s")
 
     def check_children(self) -> None:
+        """Start again a tier that exited (e.g. a drained ws process); give up on one that keeps dying."""
         for child in self.children:
             code = child.process.poll()
-            if code is not None and not self.stopping:
+            if code is None or self.stopping:
+                continue
+            now = time.monotonic()
+            child.exits = [t for t in child.exits if now - t < RESTART_WINDOW] + [now]
+            if not child.restartable or len(child.exits) > MAX_RESTARTS:
                 raise click.ClickException(f"{child.name} exited with code {code}; stopping the stack")
+            self.say(f"{child.name} exited with code {code}; starting it again")
+            child.process = subprocess.Popen(child.command, env=child.env, start_new_session=True)
+
+    @property
+    def ws_ports(self) -> list[int]:
+        """Ports of the local ws instances (JOBCAST_WS_INSTANCES of them)."""
+        return [self.env.jobcast_ws_port + i for i in range(self.env.jobcast_ws_instances)]
 
     def child_env(self, redis_url: str) -> dict:
         env = self.env
@@ -210,7 +232,7 @@ class Stack:
                 template,
                 listen=f"{env.jobcast_bind}:{env.jobcast_port}",
                 web=[f"127.0.0.1:{env.jobcast_web_port}"],
-                ws=[f"127.0.0.1:{env.jobcast_ws_port}"],
+                ws=[f"127.0.0.1:{port}" for port in self.ws_ports],
                 max_body_bytes=env.jobcast_max_body_bytes,
                 static_root=str(self.data_dir / "static"),
                 temp_dir=str(prefix),
@@ -229,10 +251,8 @@ class Stack:
             self.say(f"front door: nginx ({conf})")
         else:
             # Fallback without nginx: one uvicorn serves both HTTP and /ws/ on the front port.
-            command = tier_command("ws")
-            command[command.index("jobcast.ws.asgi:application")] = "jobcast.ws.asgi:combined_application"
+            command = [*tier_command("ws"), "--app", "jobcast.ws.asgi:combined_application"]
             command[command.index("--port") + 1] = str(env.jobcast_port)
-            command[command.index("--host") + 1] = env.jobcast_bind
             self.start("front door", command, child_env)
             why = "JOBCAST_FRONT_DOOR=uvicorn" if env.jobcast_front_door == "uvicorn" else "nginx not found"
             self.say(f"front door: uvicorn serving HTTP and /ws/ ({why}; nginx gives the production routing)")
@@ -242,18 +262,21 @@ class Stack:
         signal.signal(signal.SIGTERM, _interrupt)
         env = self.env
         try:
-            for port in (env.jobcast_port, env.jobcast_web_port, env.jobcast_ws_port):
+            for port in (env.jobcast_port, env.jobcast_web_port, *self.ws_ports):
                 if port_open(port):
                     raise click.ClickException(f"port {port} is already in use (set JOBCAST_PORT, JOBCAST_WEB_PORT, JOBCAST_WS_PORT)")
             self.data_dir.mkdir(parents=True, exist_ok=True)
             redis_url = env.redis_url or self.start_redis()
             child_env = self.child_env(redis_url)
             self.migrate(child_env)
-            for tier in ("web", "ws", "worker"):
-                self.start(tier, [sys.executable, "-m", "jobcast.cli.main", "run", tier], child_env)
+            run = [sys.executable, "-m", "jobcast.cli.main", "run"]
+            self.start("web", [*run, "web"], child_env, restartable=True)
+            for port in self.ws_ports:
+                self.start(f"ws:{port}", [*run, "ws"], {**child_env, "JOBCAST_WS_PORT": str(port)}, restartable=True)
+            self.start("worker", [*run, "worker"], child_env, restartable=True)
             self.start_front_door(child_env)
-            self.wait_for(lambda: port_open(env.jobcast_port) and port_open(env.jobcast_web_port)
-                          and port_open(env.jobcast_ws_port), "the front door", 60)
+            self.wait_for(lambda: all(port_open(p) for p in (env.jobcast_port, env.jobcast_web_port, *self.ws_ports)),
+                          "the front door", 60)
             url = f"http://127.0.0.1:{env.jobcast_port}"
             self.say(f"up at {url}  (Ctrl-C stops everything)")
             self.say("next: jobcast token demo --create-user --save && "

@@ -1,0 +1,100 @@
+"""The ws tier's server: uvicorn, with a graceful drain on SIGTERM (docs/deploy.md).
+
+On the first SIGTERM (or Ctrl-C) the process
+1. turns /readyz to 503 and refuses new sockets with 1012, so load balancers move on;
+2. closes its open sockets with 1012 ("server restarting: reconnect with after=") in
+   batches spread over JOBCAST_WS_DRAIN_SECONDS, so the surviving instances get a
+   steady trickle of reconnects instead of a storm;
+3. then shuts uvicorn down as usual.
+A second signal skips what is left of the drain.
+
+Run as `python -m jobcast.ws.server` (what `jobcast run ws` execs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+
+import uvicorn
+
+from jobcast.env import get_env
+from jobcast.ws.limits import connections
+
+logger = logging.getLogger("jobcast.ws.drain")
+
+DRAIN_STEP_SECONDS = 0.25  # one batch of closes per step
+
+
+async def drain_sockets(window: float, step: float = DRAIN_STEP_SECONDS) -> None:
+    """Refuse new sockets and close the open ones with 1012, spread evenly over `window` seconds."""
+    connections.draining = True
+    consumers = list(connections.consumers)
+    steps = max(1, math.ceil(window / step)) if window > 0 else 1
+    batch = max(1, math.ceil(len(consumers) / steps))
+    logger.info("draining %d sockets over %.1f s (%d per %.2f s)", len(consumers), window, batch, step)
+    for start in range(0, len(consumers), batch):
+        for consumer in consumers[start : start + batch]:
+            try:
+                await consumer.close(code=1012)
+            except Exception:  # noqa: BLE001 - a socket that is already gone needs no closing
+                logger.debug("socket already closed", exc_info=True)
+        if start + batch < len(consumers):
+            await asyncio.sleep(window / steps)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn.Server whose first exit signal drains sockets before the usual shutdown."""
+
+    def __init__(self, config: uvicorn.Config, drain_seconds: float):
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self.drain_requested = False
+        self.drain_task: asyncio.Task | None = None
+
+    def handle_exit(self, sig, frame) -> None:
+        if self.drain_requested:
+            return super().handle_exit(sig, frame)  # second signal: shut down now
+        self._captured_signals.append(sig)
+        self.drain_requested = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_requested and self.drain_task is None:
+            self.drain_task = asyncio.get_running_loop().create_task(drain_sockets(self.drain_seconds))
+        if self.drain_task is not None and self.drain_task.done():
+            return True
+        return await super().on_tick(counter)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the ws tier (or, with --app, the combined front-door app) until drained."""
+    env = get_env()
+    parser = argparse.ArgumentParser(prog="jobcast-ws")
+    parser.add_argument("--app", default="jobcast.ws.asgi:application")
+    parser.add_argument("--host", default=env.jobcast_bind)
+    parser.add_argument("--port", type=int, default=env.jobcast_ws_port)
+    args = parser.parse_args(argv)
+    config = uvicorn.Config(
+        args.app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        ws_max_size=65536,  # frames over 64 KiB close the socket with 1009 (the contract's limit)
+        ws_ping_interval=env.jobcast_ws_ping_interval,
+        ws_ping_timeout=env.jobcast_ws_ping_interval,
+        lifespan="off",
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        timeout_graceful_shutdown=10,
+        log_level=env.jobcast_log_level,
+    )
+    DrainingServer(config, env.jobcast_ws_drain_seconds).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Graceful drain of the ws tier through nginx: SIGTERM a ws process while 50 watchers follow
+running jobs; every watcher resumes with after=<last seq> and loses and repeats nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import orjson
+import pytest
+import websockets
+
+from jobcast.cli.follow import Backoff
+from tests.e2e.conftest import start_stack
+from tests.support import wait_until
+
+pytestmark = [pytest.mark.e2e]
+
+WATCHERS = 50
+JOBS = 10
+# Every job runs at once (they mostly sleep), so the drain happens while all are live.
+COMMON_ENV = {"JOBCAST_WORKER_CONCURRENCY": str(JOBS), "JOBCAST_WS_DRAIN_SECONDS": "2",
+              "JOBCAST_WS_MAX_CONNECTIONS_PER_USER": "500"}
+
+
+class Watcher:
+    """A client as the contract wants one: resume with after=last seq, backoff with jitter."""
+
+    def __init__(self, url: str, token: str):
+        self.url, self.token = url, token
+        self.seqs: list[int] = []  # every event seq received, duplicates included
+        self.closes: list[int] = []
+        self.final: str | None = None
+        self.started = asyncio.Event()
+
+    async def run(self) -> None:
+        backoff = Backoff(initial=0.2, cap=2.0, give_up_after=60)
+        while self.final is None:
+            url = f"{self.url}?after={self.seqs[-1]}" if self.seqs else self.url
+            try:
+                async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {self.token}"}) as ws:
+                    async for raw in ws:
+                        message = orjson.loads(raw)
+                        if message["type"] == "snapshot":
+                            assert not self.seqs or message["reset"] is False
+                            if not self.seqs:
+                                self.seqs.append(message["job"]["seq"])
+                            continue
+                        self.seqs.append(message["seq"])
+                        self.started.set()
+                        backoff.reset()
+                        if message["type"] == "state" and message["state"] in ("succeeded", "failed", "cancelled"):
+                            self.final = message["state"]
+                    self.closes.append(ws.close_code)
+            except websockets.ConnectionClosed as exc:
+                self.closes.append(exc.rcvd.code if exc.rcvd else 1006)
+            except websockets.InvalidStatus as exc:
+                assert exc.response.status_code in (502, 503)  # nginx while the only ws process restarts
+                self.closes.append(exc.response.status_code)
+            except OSError:
+                self.closes.append(-1)
+            if self.final is None:
+                delay = backoff.next_delay()
+                assert delay is not None, "gave up reconnecting"
+                await asyncio.sleep(delay)
+
+
+async def follow_all(stack, jobs, kill) -> list[Watcher]:
+    token = stack.token("drain")
+    watchers = [Watcher(f"{stack.ws_url}/ws/jobs/{jobs[i % len(jobs)]}/", token) for i in range(WATCHERS)]
+    tasks = [asyncio.create_task(w.run()) for w in watchers]
+    await asyncio.wait_for(asyncio.gather(*(w.started.wait() for w in watchers)), 60)
+    kill()
+    await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    return watchers
+
+
+def submit_jobs(stack) -> list[str]:
+    with stack.client("drain") as client:
+        return [
+            client.post("/api/jobs/", json={"kind": "demo.count", "params": {"steps": 150, "interval_ms": 40}}).json()["id"]
+            for _ in range(JOBS)
+        ]
+
+
+def assert_nothing_lost_or_repeated(watchers: list[Watcher]) -> None:
+    for watcher in watchers:
+        assert watcher.final == "succeeded"
+        first = watcher.seqs[0]
+        assert watcher.seqs == list(range(first, first + len(watcher.seqs))), "a gap or a duplicate"
+
+
+@pytest.fixture
+def two_ws_stack(tmp_path):
+    stack, stop = start_stack(tmp_path, JOBCAST_FRONT_DOOR="nginx", JOBCAST_WS_INSTANCES="2", **COMMON_ENV)
+    yield stack
+    stop()
+
+
+def test_sigterm_to_one_of_two_ws_processes_loses_and_repeats_nothing(two_ws_stack):
+    stack = two_ws_stack
+    port = int(stack.env["JOBCAST_WS_PORT"])
+    victims = stack.pids(f"jobcast.ws.server --host 127.0.0.1 --port {port}")
+    assert len(victims) == 1, (port, stack.pids("jobcast"))
+    victim = victims[0]
+    jobs = submit_jobs(stack)
+
+    drained_at = []
+
+    def kill():
+        drained_at.append(time.monotonic())
+        os.kill(victim, signal.SIGTERM)
+
+    watchers = asyncio.run(follow_all(stack, jobs, kill))
+    assert_nothing_lost_or_repeated(watchers)
+    drained = [w for w in watchers if 1012 in w.closes]
+    assert drained, "no watcher was on the drained process"
+    assert all(code in (1000, 1012) for w in watchers for code in w.closes), "only drain closes, no errors"
+    # The process exited after its drain window (and the supervisor started a new one).
+    wait_until(lambda: victim not in stack.pids("jobcast.ws.server"), 30, "the drained process to exit")
+
+
+def test_restarting_the_only_ws_process_clients_wait_and_resume(tmp_path):
+    stack, stop = start_stack(tmp_path, JOBCAST_FRONT_DOOR="nginx", **COMMON_ENV)
+    try:
+        (only,) = stack.pids("jobcast.ws.server")
+        jobs = submit_jobs(stack)
+        watchers = asyncio.run(follow_all(stack, jobs, lambda: os.kill(only, signal.SIGTERM)))
+        assert_nothing_lost_or_repeated(watchers)
+        assert all(1012 in w.closes for w in watchers), [w.closes for w in watchers]
+        assert only not in stack.pids("jobcast.ws.server") and stack.pids("jobcast.ws.server")
+    finally:
+        stop()
