@@ -259,7 +259,9 @@ class Stack:
 
     def run(self) -> int:
         """Start everything, wait for Ctrl-C or a child's death, stop everything; the exit code."""
+        # Both stop the stack, even when started from a shell that ignores SIGINT (`cmd &`).
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         env = self.env
         try:
             for port in (env.jobcast_port, env.jobcast_web_port, *self.ws_ports):
