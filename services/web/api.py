@@ -11,10 +11,10 @@ import logging
 import orjson
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpResponse
-from ninja import NinjaAPI, Query
+from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.renderers import BaseRenderer
-from ninja.security import HttpBearer, django_auth
+from ninja.security import HttpBearer, SessionAuth
 from pydantic import BaseModel, Field
 
 from jobcast.accounts.services import ticket_create, token_user
@@ -40,6 +40,19 @@ class BearerToken(HttpBearer):
         return user
 
 
+class LoggedInSession(SessionAuth):
+    """A Django session; its CSRF check applies only to a logged-in session.
+
+    Without this, a request whose Bearer token was refused would fall through to the
+    session check and get 403 (CSRF) instead of the contract's 401.
+    """
+
+    def __call__(self, request):
+        if not request.user.is_authenticated:
+            return None
+        return super().__call__(request)
+
+
 class OrjsonRenderer(BaseRenderer):
     media_type = "application/json"
 
@@ -57,7 +70,7 @@ api = NinjaAPI(
     title="jobcast",
     version="1",
     description="Background jobs with live progress. WebSocket protocol: docs/protocol.md.",
-    auth=[BearerToken(), django_auth],
+    auth=[BearerToken(), LoggedInSession()],
     openapi_url="/schema/",
     docs_url="/docs/",
     renderer=OrjsonRenderer(),
@@ -117,7 +130,7 @@ def submit_job(request, body: SubmitIn):
     if key is not None and not (1 <= len(key) <= 255):
         raise ApiError(400, "Invalid Idempotency-Key.", [{"loc": ["header", "Idempotency-Key"], "msg": "1 to 255 characters"}])
     job, created = job_submit(request.auth, body.kind, body.params, idempotency_key=key)
-    return (201 if created else 200), job_document(job)
+    return Status(201 if created else 200, job_document(job))
 
 
 class ListQuery(BaseModel):
@@ -147,7 +160,7 @@ def get_job(request, job_id: str):
 @api.post("/jobs/{job_id}/cancel/", response={202: JobOut, **ERRORS}, summary="Cancel a job")
 def cancel_job(request, job_id: str):
     job = job_cancel(request.auth, job_id)
-    return 202, job_documents([job])[0]
+    return Status(202, job_documents([job])[0])
 
 
 class EventsQuery(BaseModel):
@@ -169,4 +182,4 @@ def list_kinds(request):
 @api.post("/ws-tickets/", response={201: TicketOut, **ERRORS}, summary="A single-use WebSocket ticket")
 def create_ticket(request):
     ticket, ttl = ticket_create(request.auth)
-    return 201, {"ticket": ticket, "expires_in": ttl}
+    return Status(201, {"ticket": ticket, "expires_in": ttl})

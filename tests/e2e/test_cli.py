@@ -102,7 +102,6 @@ def test_submit_unknown_kind_and_malformed_param(cli):
 
 def test_a_bad_token_exits_2_with_a_hint(cli):
     done = cli.jobcast("submit", "demo.count", env=dict(JOBCAST_TOKEN="not-a-token"))
-    # The contract says 401; the web tier currently answers 403 (CSRF) to a bad bearer token on POST.
     assert done.returncode == 2 and "jobcast token" in done.stderr, done.stderr
     done = cli.jobcast("watch", str(uuid.uuid4()), env=dict(JOBCAST_TOKEN="not-a-token"))
     assert done.returncode == 2 and "not authenticated" in done.stderr, done.stderr
