@@ -203,7 +203,8 @@ class JobConsumer(_JobcastConsumer):
         try:
             await database_sync_to_async(job_cancel_job)(self.job)
         except ApiError as exc:
-            await self.send(text_data=ErrorMessage(code=str(exc.status), detail=exc.detail).model_dump_json())
+            code = {404: "not_found", 409: "conflict"}.get(exc.status, "error")
+            await self.send(text_data=ErrorMessage(code=code, detail=exc.detail).model_dump_json())
 
 
 class UserJobsConsumer(_JobcastConsumer):
