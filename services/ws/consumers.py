@@ -27,6 +27,7 @@ from jobcast.jobs.states import is_terminal
 from jobcast.redis_client import get_async_redis
 from jobcast.ws.auth import authenticate, query_params
 from jobcast.ws.limits import connections
+from jobcast.ws.membership import ensure_refresher
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         """Join a group (awaited: membership is in Redis before history is read)."""
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups = [*self.groups, group]
+        ensure_refresher(self.channel_layer)
 
     async def disconnect(self, code):
         if self.admitted:

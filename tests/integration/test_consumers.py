@@ -325,3 +325,21 @@ async def test_health_endpoints(db):
     for path in ("/healthz", "/readyz"):
         response = await HttpCommunicator(application, "GET", path).get_response(timeout=TIMEOUT)
         assert response["status"] == 200 and orjson.loads(response["body"])["status"] == "ok"
+
+
+async def test_long_lived_sockets_stay_in_their_groups(user, token, settings):
+    """A socket open longer than the layer's group expiry still gets events."""
+    from jobcast.ws import membership
+
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["group_expiry"] = 2
+    job = await make_job(user, "running")
+    ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
+    try:
+        await asyncio.sleep(3.5)  # past the expiry; the refresher runs every 0.5 s
+        await publish(job, progress(job, 1))
+        assert (await receive(ws))["seq"] == 1
+    finally:
+        settings.CHANNEL_LAYERS["default"]["CONFIG"]["group_expiry"] = 86400
+        for task in list(membership._refreshers.values()):
+            task.cancel()
+        await ws.disconnect()
