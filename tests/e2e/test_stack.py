@@ -59,3 +59,25 @@ def test_submit_watch_drop_and_resume_through_nginx(live_stack):
     with live_stack.client() as client:
         final = client.get(f"/api/jobs/{job['id']}/").json()
     assert final["state"] == "succeeded" and final["seq"] == rest[-1]["seq"] and final["attempts"] == 1
+
+
+def test_a_frame_over_64_kib_closes_the_socket_with_1009(live_stack):
+    token = live_stack.token("e2e")
+    with live_stack.client() as client:
+        job = submit(client, steps=1000, interval_ms=50)
+
+    async def send_big():
+        headers = {"Authorization": f"Bearer {token}"}
+        async with websockets.connect(f"{live_stack.ws_url}/ws/jobs/{job['id']}/", additional_headers=headers,
+                                      max_size=None) as ws:
+            await ws.recv()  # the snapshot
+            await ws.send("x" * (64 * 1024 + 1))
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+            except websockets.ConnectionClosed as exc:
+                return exc.rcvd.code if exc.rcvd else None
+
+    assert asyncio.run(send_big()) == 1009
+    with live_stack.client() as client:
+        assert client.post(f"/api/jobs/{job['id']}/cancel/").status_code == 202
