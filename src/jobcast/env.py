@@ -58,6 +58,7 @@ class Env(BaseSettings):
     jobcast_web_threads: int = Field(4, ge=1)
     jobcast_ws_instances: int = Field(1, ge=1, le=16)
     jobcast_worker_concurrency: int = Field(2, ge=1)
+    jobcast_worker_shutdown_seconds: float = Field(25.0, ge=0)
     jobcast_log_level: str = "info"
 
     # Client commands (`jobcast submit|watch`).

@@ -128,6 +128,7 @@ JOBCAST = {
     "TICKET_TTL": env.jobcast_ticket_ttl,
     "MAX_ATTEMPTS": env.jobcast_max_attempts,
     "VISIBILITY_TIMEOUT": env.jobcast_visibility_timeout,
+    "WORKER_SHUTDOWN_SECONDS": env.jobcast_worker_shutdown_seconds,
     "CANCEL_CHECK_INTERVAL": env.jobcast_cancel_check_interval,
     "WS_MAX_CONNECTIONS": env.jobcast_ws_max_connections,
     "WS_MAX_CONNECTIONS_PER_USER": env.jobcast_ws_max_connections_per_user,

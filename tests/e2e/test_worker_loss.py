@@ -52,3 +52,25 @@ def test_killed_pool_process_job_is_redelivered_and_completes(live_stack):
     assert any(m["type"] == "log" and "restarted" in m["message"] for m in messages)
     assert final["state"] == "succeeded" and final["attempts"] == 2
     assert time.monotonic() - killed_at < 60
+
+
+def test_sigterm_to_a_worker_requeues_a_long_job_after_the_soft_timeout(tmp_path):
+    from tests.e2e.conftest import start_stack
+
+    stack, stop = start_stack(tmp_path, JOBCAST_WORKER_SHUTDOWN_SECONDS="1", JOBCAST_WORKER_CONCURRENCY="1")
+    try:
+        with stack.client() as client:
+            job = client.post("/api/jobs/", json={"kind": "demo.count", "params": {"steps": 80, "interval_ms": 50}}).json()
+            wait_until(lambda: client.get(f"/api/jobs/{job['id']}/").json()["seq"] >= 5, 30, "the job to be running")
+            main = [pid for pid in stack.pids("celery") if pid not in pool_children(stack)]
+            assert len(main) == 1
+            os.kill(main[0], signal.SIGTERM)
+            messages, code = asyncio.run(asyncio.wait_for(
+                all_events(f"{stack.ws_url}/ws/jobs/{job['id']}/?after=0", stack.token("e2e")), 90))
+            final = client.get(f"/api/jobs/{job['id']}/").json()
+        assert code == 1000 and messages[-1]["state"] == "succeeded"
+        assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+        assert final["attempts"] == 2
+        assert b"worker exited" in stack.log.read_bytes()  # the supervisor started it again
+    finally:
+        stop()

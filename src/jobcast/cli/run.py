@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from jobcast.env import get_env
+from jobcast.env import environ_for_child, get_env
 
 TIERS = ("all", "web", "ws", "worker")
 
@@ -45,4 +45,8 @@ def run(tier):
 
         sys.exit(Stack().run())
     command = tier_command(tier)
-    os.execv(command[0], command)
+    # Celery's warm shutdown would wait for a running job however long it takes; as a
+    # cold shutdown with a soft timeout it waits JOBCAST_WORKER_SHUTDOWN_SECONDS, then
+    # requeues the job (billiard reads REMAP_SIGTERM from the environment).
+    extra = {"REMAP_SIGTERM": "SIGQUIT"} if tier == "worker" else {}
+    os.execve(command[0], command, environ_for_child(**extra))

@@ -23,6 +23,10 @@ celery_app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     broker_transport_options={"visibility_timeout": settings.JOBCAST["VISIBILITY_TIMEOUT"]},
+    # On SIGTERM (remapped to Celery's cold shutdown by `jobcast run worker`), running jobs
+    # get this long to finish; then they are stopped and their messages go back to the
+    # queue at once, for another worker (docs/workers.md).
+    worker_soft_shutdown_timeout=settings.JOBCAST["WORKER_SHUTDOWN_SECONDS"],
     task_default_queue=QUEUE,
     task_serializer="json",
     accept_content=["json"],
