@@ -18,11 +18,12 @@ def use_redis(url: str) -> None:
     from django.conf import settings
 
     from jobcast import redis_client
+    from jobcast.settings import channel_layer_host
     from jobcast.events import publisher
     from jobcast.jobs.queue import celery_app
 
     settings.REDIS_URL = url
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [url]
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [channel_layer_host(url)]
     channel_layers.backends.clear()
     redis_client.get_redis.cache_clear()
     redis_client._async_clients.clear()

@@ -83,11 +83,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.redis_url or "redis://127.0.0.1:6379/0"
 
+
+
+def channel_layer_host(url: str) -> dict:
+    """The channel layer's connection settings for the Redis at `url`.
+
+    channels-redis receives with a blocking BZPOPMIN of up to 5 s; redis-py 8 also
+    defaults to a 5 s socket timeout, so an idle socket's receive would time out and kill
+    its consumer. The read timeout is therefore well above the blocking time.
+    """
+    return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True}
+
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            "hosts": [channel_layer_host(REDIS_URL)],
             "prefix": "asgi",
             "capacity": env.jobcast_channel_capacity,
             "expiry": 60,

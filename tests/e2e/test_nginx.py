@@ -42,3 +42,41 @@ def test_json_is_gzipped_and_security_headers_are_set(live_stack):
     assert response.headers.get("content-encoding") == "gzip"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize("ping_interval,survives", [(1, True), (30, False)])
+def test_pings_keep_an_idle_watcher_open_past_nginx_read_timeout(tmp_path, ping_interval, survives):
+    """nginx's WebSocket read timeout scaled down to 3 s: an idle watcher lives only thanks to the pings."""
+    import asyncio
+
+    import websockets
+
+    from tests.e2e.conftest import start_stack
+
+    stack, stop = start_stack(tmp_path, JOBCAST_FRONT_DOOR="nginx", JOBCAST_PROXY_WS_TIMEOUT="3",
+                              JOBCAST_WS_PING_INTERVAL=str(ping_interval))
+    try:
+        with stack.client() as client:
+            job = client.post("/api/jobs/", json={"kind": "demo.count", "params": {"steps": 1, "interval_ms": 0}})
+        ticket_owner = stack.token("e2e")
+
+        async def idle_watch():
+            # A queued job that never runs would be idler still; the user stream is idle too.
+            async with websockets.connect(f"{stack.ws_url}/ws/jobs/", additional_headers={
+                    "Authorization": f"Bearer {ticket_owner}"}, ping_interval=None) as ws:
+                try:
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 8)
+                except asyncio.TimeoutError:
+                    return "open after 8 s idle"
+                except websockets.ConnectionClosed as exc:
+                    return f"closed {exc.rcvd.code if exc.rcvd else 'abnormally'}"
+
+        assert job.status_code == 201
+        outcome = asyncio.run(idle_watch())
+        if survives:
+            assert outcome == "open after 8 s idle"
+        else:
+            assert outcome.startswith("closed"), outcome
+    finally:
+        stop()

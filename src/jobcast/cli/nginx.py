@@ -29,4 +29,5 @@ def nginx_config(listen, web, ws, static_root, resolver, trusted_proxies, temp_d
         template, listen=listen, web=list(web), ws=list(ws), max_body_bytes=get_env().jobcast_max_body_bytes,
         static_root=static_root, temp_dir=temp_dir, pid_file=pid_file, error_log=error_log,
         access_log=access_log, mime_types=mime_types, trusted_proxies=trusted_proxies, resolver=resolver,
+        ws_read_timeout=f"{get_env().jobcast_proxy_ws_timeout}s",
     ), nl=False)

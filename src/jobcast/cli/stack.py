@@ -240,6 +240,7 @@ class Stack:
                 error_log=str(prefix / "error.log"),
                 access_log=str(prefix / "access.log"),
                 mime_types=str(mime_types),
+                ws_read_timeout=f"{env.jobcast_proxy_ws_timeout}s",
             ))
             directives = "daemon off;"
             if os.geteuid() == 0:
