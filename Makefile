@@ -22,6 +22,7 @@ run: $(INSTALLED)
 	$(VENV)/bin/jobcast run
 
 lint: $(INSTALLED)
+	$(VENV)/bin/ruff check src services tests bench
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/test_layers.py
 
 test: $(INSTALLED)

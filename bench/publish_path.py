@@ -11,7 +11,6 @@ the ratio stock/jobcast. Usage: python bench/publish_path.py [events_per_round] 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import statistics
 import sys

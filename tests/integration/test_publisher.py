@@ -7,7 +7,6 @@ import time
 import uuid
 
 import orjson
-import pytest
 from channels.layers import get_channel_layer
 
 from jobcast.events.groups import job_group, user_group
