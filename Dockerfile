@@ -35,7 +35,7 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
 COPY deploy/nginx /app/deploy/nginx
 WORKDIR /app
 USER 10001:10001
-# gunicorn, uvicorn and celery all shut down gracefully on SIGTERM.
+# gunicorn, uvicorn and celery all shut down gracefully on SIGTERM (docs/deploy.md).
 STOPSIGNAL SIGTERM
 
 FROM runtime AS web
@@ -51,6 +51,7 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
 CMD ["jobcast", "run", "ws"]
 
 FROM runtime AS worker
-HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
-    CMD ["celery", "-A", "jobcast.worker.app", "inspect", "ping", "--timeout", "5"]
+EXPOSE 9101
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9101/healthz', timeout=2)"]
 CMD ["jobcast", "run", "worker"]

@@ -18,3 +18,11 @@ loglevel = _env.jobcast_log_level
 # nginx on the same host or pod is the only client; it sets X-Forwarded-*.
 forwarded_allow_ips = "127.0.0.1,::1"
 proc_name = "jobcast-web"
+
+
+def child_exit(server, worker):
+    """A gunicorn worker is gone: merge its metrics into the dead-process totals."""
+    if _env.prometheus_multiproc_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

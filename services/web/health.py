@@ -1,9 +1,11 @@
-"""Health endpoints of the web tier: /healthz (alive) and /readyz (database and Redis answer)."""
+"""Operator endpoints of the web tier: /healthz (alive), /readyz (database and Redis answer), /metrics."""
 
 from __future__ import annotations
 
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+
+from jobcast.metrics import render_latest
 
 from jobcast.redis_client import get_redis
 
@@ -29,3 +31,9 @@ def readyz(request):
         checks["redis"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+def metrics(request):
+    """Prometheus metrics of every process of this web instance."""
+    body, content_type = render_latest()
+    return HttpResponse(body, content_type=content_type)

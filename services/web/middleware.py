@@ -1,9 +1,29 @@
-"""Refuse oversized request bodies with the contract's JSON 413 before anything reads them."""
+"""Web tier middleware: request metrics, and oversized bodies refused with JSON 413."""
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 from django.http import JsonResponse
+
+from jobcast.metrics import http_request_duration, http_requests
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every request by route pattern (never by raw path: bounded labels)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        route = f"/{match.route}" if match is not None and match.route else "unmatched"
+        http_requests.labels(route, request.method, str(response.status_code)).inc()
+        http_request_duration.labels(route, request.method).observe(time.perf_counter() - started)
+        return response
 
 
 class BodySizeLimitMiddleware:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/", api.urls),
     path("healthz", health.healthz),
     path("readyz", health.readyz),
+    path("metrics", health.metrics),
 ]
 
 handler400 = "jobcast.web.views.bad_request"

@@ -13,6 +13,7 @@ import time
 import orjson
 from django.conf import settings
 from django.db.models import F
+from django.utils import timezone
 
 from jobcast.events.publisher import publish_event
 from jobcast.events.schema import JobError, LogEvent, StateEvent
@@ -21,6 +22,7 @@ from jobcast.jobs.models import Job
 from jobcast.jobs.registry import get_kind
 from jobcast.jobs.services import cancel_requested, job_transition
 from jobcast.jobs.states import State, is_terminal
+from jobcast.metrics import job_duration, jobs_finished
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,9 @@ def _finish(job: Job, ctx: JobContext | None, state: str, result=None, error: Jo
         return
     published = publish_event(_state_event(job, state, result, error), job.owner_id, terminal=True)
     Job.objects.filter(id=job.id).update(seq=published.seq)
+    jobs_finished.labels(job.kind, state).inc()
+    if job.started_at:
+        job_duration.labels(job.kind, state).observe((timezone.now() - job.started_at).total_seconds())
 
 
 def run_job(job_id: str) -> None:
@@ -102,6 +107,7 @@ def run_job(job_id: str) -> None:
         return
     if not _start(job, kind):
         return
+    job.refresh_from_db(fields=["started_at", "attempts"])
     writer = _RowProgressWriter(job)
     ctx = JobContext(
         str(job.id),

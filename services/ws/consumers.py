@@ -9,6 +9,7 @@ history no longer has it, the reader was too slow and is closed with 4408.
 from __future__ import annotations
 
 import logging
+import time
 
 import orjson
 from channels.db import database_sync_to_async
@@ -24,6 +25,7 @@ from jobcast.jobs.models import Job
 from jobcast.jobs.selectors import job_get_for_user, jobs_active_for_user
 from jobcast.jobs.services import job_cancel_job
 from jobcast.jobs.states import is_terminal
+from jobcast.metrics import event_latency, ws_messages_sent, ws_slow_reader_closes
 from jobcast.redis_client import get_async_redis
 from jobcast.ws.auth import authenticate, query_params
 from jobcast.ws.limits import connections
@@ -84,7 +86,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
 
     async def send_error(self, code: str, detail: str) -> None:
         """Tell the client its message was unusable; close after too many."""
-        await self.send(text_data=ErrorMessage(code=code, detail=detail).model_dump_json())
+        await self.send_text(ErrorMessage(code=code, detail=detail).model_dump_json(), "error")
         self.bad_messages += 1
         if self.bad_messages >= MAX_BAD_MESSAGES:
             await self.close(code=1008)
@@ -103,9 +105,15 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
     async def cancel(self) -> None:
         await self.send_error("unsupported", "Cancel a job on its own stream, /ws/jobs/{id}/.")
 
-    async def send_text(self, text: str) -> None:
-        """Send one JSON text frame as published (no re-encoding)."""
+    async def send_text(self, text: str, kind: str) -> None:
+        """Send one JSON text frame as published (no re-encoding), counted by message type."""
         await self.send(text_data=text)
+        ws_messages_sent.labels(kind).inc()
+
+    async def send_live(self, message: dict) -> None:
+        """Send a live event from the channel layer, timing its way from the publisher."""
+        await self.send_text(message["text"], message["event"])
+        event_latency.observe(max(0.0, time.time() - message["ts"]))
 
 
 class JobConsumer(_JobcastConsumer):
@@ -140,7 +148,7 @@ class JobConsumer(_JobcastConsumer):
             # Row state is authoritative once terminal or once Redis has nothing.
             self.job = await database_sync_to_async(Job.objects.get)(id=self.job.id)
         document = job_document(self.job, live)
-        await self.send_text(SnapshotMessage(job=document, reset=reset).model_dump_json())
+        await self.send_text(SnapshotMessage(job=document, reset=reset).model_dump_json(), "snapshot")
         self.last_seq = document["seq"]
         if is_terminal(document["state"]):
             await self.finish()
@@ -161,10 +169,11 @@ class JobConsumer(_JobcastConsumer):
         for text in texts:
             if self.finished:
                 return
-            seq = orjson.loads(text)["seq"]
+            event = orjson.loads(text)
+            seq = event["seq"]
             if seq <= self.last_seq:
                 continue
-            await self.send_text(text)
+            await self.send_text(text, event["type"])
             self.last_seq = seq
             if is_terminal_event(text):
                 await self.finish()
@@ -184,7 +193,7 @@ class JobConsumer(_JobcastConsumer):
             await self.repair_gap()
             if seq <= self.last_seq or self.finished:
                 return
-        await self.send_text(message["text"])
+        await self.send_live(message)
         self.last_seq = seq
         if is_terminal_event(message["text"]):
             await self.finish()
@@ -194,6 +203,7 @@ class JobConsumer(_JobcastConsumer):
         history = await read_history_async(get_async_redis(), self.job.id, self.last_seq)
         if not history.complete:
             self.finished = True
+            ws_slow_reader_closes.inc()
             await self.close(code=4408)
             return
         await self.send_events(history.events)
@@ -206,7 +216,7 @@ class JobConsumer(_JobcastConsumer):
             await database_sync_to_async(job_cancel_job)(self.job)
         except ApiError as exc:
             code = {404: "not_found", 409: "conflict"}.get(exc.status, "error")
-            await self.send(text_data=ErrorMessage(code=code, detail=exc.detail).model_dump_json())
+            await self.send_text(ErrorMessage(code=code, detail=exc.detail).model_dump_json(), "error")
 
 
 class UserJobsConsumer(_JobcastConsumer):
@@ -223,13 +233,13 @@ class UserJobsConsumer(_JobcastConsumer):
         for job in jobs:
             document = job_document(job, await read_live_async(redis, job.id))
             self.last_seqs[document["id"]] = document["seq"]
-            await self.send_text(SnapshotMessage(job=document).model_dump_json())
+            await self.send_text(SnapshotMessage(job=document).model_dump_json(), "snapshot")
 
     async def job_event(self, message):
         job_id = message["job_id"]
         if message["seq"] <= self.last_seqs.get(job_id, 0):
             return
-        await self.send_text(message["text"])
+        await self.send_live(message)
         if is_terminal_event(message["text"]):
             self.last_seqs.pop(job_id, None)
         else:
@@ -237,7 +247,7 @@ class UserJobsConsumer(_JobcastConsumer):
 
     async def job_snapshot(self, message):
         """A new job of this user."""
-        await self.send_text(message["text"])
+        await self.send_text(message["text"], "snapshot")
 
 
 class NoSuchEndpoint(AsyncWebsocketConsumer):

@@ -9,6 +9,8 @@ from collections import Counter
 
 from django.conf import settings
 
+from jobcast.metrics import ws_connections
+
 
 class ConnectionBook:
     """Open sockets of this process, in total and per user, and whether it is draining."""
@@ -34,6 +36,7 @@ class ConnectionBook:
         self.total += 1
         self.per_user[user_id] += 1
         self.consumers.add(consumer)
+        ws_connections.inc()
 
     def close(self, consumer, user_id) -> None:
         """Forget a closed socket."""
@@ -42,6 +45,7 @@ class ConnectionBook:
         if self.per_user[user_id] <= 0:
             del self.per_user[user_id]
         self.consumers.discard(consumer)
+        ws_connections.dec()
 
 
 connections = ConnectionBook()

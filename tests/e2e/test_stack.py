@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import orjson
 import pytest
@@ -81,3 +82,27 @@ def test_a_frame_over_64_kib_closes_the_socket_with_1009(live_stack):
     assert asyncio.run(send_big()) == 1009
     with live_stack.client() as client:
         assert client.post(f"/api/jobs/{job['id']}/cancel/").status_code == 202
+
+
+def test_every_tier_serves_metrics_and_health_to_operators_only(live_stack):
+    import httpx
+
+    with live_stack.client() as client:
+        job = submit(client, steps=5)
+    asyncio.run(read_events(f"{live_stack.ws_url}/ws/jobs/{job['id']}/?after=0", live_stack.token("e2e")))
+
+    worker_port = int(re.search(rb"worker :(\d+)/metrics", live_stack.log.read_bytes()).group(1))
+    web = httpx.get(f"http://127.0.0.1:{live_stack.web_port}/metrics").text
+    ws = httpx.get(f"http://127.0.0.1:{live_stack.ws_port}/metrics").text
+    worker = httpx.get(f"http://127.0.0.1:{worker_port}/metrics").text
+    # Merged over gunicorn's and Celery's processes (multiprocess mode).
+    assert re.search(r'jobcast_http_requests_total\{method="POST",route="/api/jobs/",status="201"\} [1-9]', web)
+    assert re.search(r"jobcast_event_latency_seconds_count [1-9]", ws)
+    assert re.search(r'jobcast_jobs_total\{kind="demo.count",state="succeeded"\} [1-9]', worker)
+    assert re.search(r'jobcast_events_published_total\{type="progress"\} [1-9]', worker)
+    assert 'jobcast_queue_depth{queue="jobcast"}' in worker
+    for port in (live_stack.web_port, live_stack.ws_port, worker_port):
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    hidden = httpx.get(f"{live_stack.url}/metrics")
+    assert hidden.status_code == 404 and hidden.json()["detail"] == "Not found."

@@ -92,6 +92,13 @@ def token(user):
 # --- /ws/jobs/{id}/ -----------------------------------------------------------------------
 
 async def test_snapshot_then_live_events_then_close_1000(user, token):
+    from prometheus_client import REGISTRY
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    latency_before = sample("jobcast_event_latency_seconds_count")
+    sent_before = sample("jobcast_ws_messages_sent_total", type="progress")
     job = await make_job(user, "running")
     await publish(job, StateEvent(job_id=str(job.id), ts=time.time(), state="running"))
     await publish_progress(job, 3)
@@ -107,6 +114,9 @@ async def test_snapshot_then_live_events_then_close_1000(user, token):
     assert [m["seq"] for m in messages] == [5, 6, 7]
     assert messages[-1]["state"] == "succeeded" and messages[-1]["result"] == {"ok": True}
     assert code == 1000
+    assert sample("jobcast_event_latency_seconds_count") == latency_before + 3
+    assert sample("jobcast_ws_messages_sent_total", type="progress") == sent_before + 2
+    assert sample("jobcast_ws_connections") == 0
 
 
 def publish_in_thread(job, count: int) -> threading.Thread:

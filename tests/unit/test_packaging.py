@@ -18,7 +18,11 @@ from jobcast.env import Env
 
 REPO = Path(__file__).resolve().parents[2]
 TIERS = ("web", "ws", "worker")
-PORTS = {"web": Env.model_fields["jobcast_web_port"].default, "ws": Env.model_fields["jobcast_ws_port"].default}
+PORTS = {
+    "web": Env.model_fields["jobcast_web_port"].default,
+    "ws": Env.model_fields["jobcast_ws_port"].default,
+    "worker": Env.model_fields["jobcast_worker_metrics_port"].default,
+}
 
 
 def dockerfile_stages() -> dict[str, list[str]]:
@@ -51,9 +55,8 @@ def test_each_tier_is_a_target_of_one_runtime_image():
         assert lines[0] == f"FROM runtime AS {tier}"
         assert f'CMD ["jobcast", "run", "{tier}"]' in lines
         assert any(line.startswith("HEALTHCHECK") for line in lines)
-        if tier in PORTS:
-            assert f"EXPOSE {PORTS[tier]}" in lines
-            assert any(f"127.0.0.1:{PORTS[tier]}/healthz" in line for line in lines if line.startswith("HEALTHCHECK"))
+        assert f"EXPOSE {PORTS[tier]}" in lines
+        assert any(f"127.0.0.1:{PORTS[tier]}/healthz" in line for line in lines if line.startswith("HEALTHCHECK"))
 
 
 def test_the_runtime_stage_is_slim_non_root_and_stops_gracefully():
@@ -97,7 +100,7 @@ def test_docker_compose_matches_the_compose_specification(compose_schema):
 
 def test_compose_services_line_up_with_the_code():
     services = compose()["services"]
-    assert set(services) >= {"redis", "postgres", "migrate", "web", "ws", "worker", "nginx"}
+    assert set(services) >= {"redis", "postgres", "migrate", "web", "ws", "worker", "nginx", "prometheus", "grafana"}
     for tier in TIERS:
         service = services[tier]
         assert service["build"]["target"] == tier
@@ -105,16 +108,27 @@ def test_compose_services_line_up_with_the_code():
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
         assert service["healthcheck"]["test"]
-        if tier in PORTS:
-            assert service["expose"] == [str(PORTS[tier])]
-            assert f"127.0.0.1:{PORTS[tier]}/readyz" in " ".join(service["healthcheck"]["test"])
+        assert service["expose"] == [str(PORTS[tier])]
+        assert f"127.0.0.1:{PORTS[tier]}/readyz" in " ".join(service["healthcheck"]["test"])
     assert "migrate" in services["migrate"]["command"][-1] and "collectstatic" in services["migrate"]["command"][-1]
     for name, service in services.items():
         assert "healthcheck" in service, name
     nginx = services["nginx"]
     assert all(nginx["depends_on"][tier]["condition"] == "service_healthy" for tier in ("web", "ws"))
     assert "./deploy/nginx/compose.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]
-    assert set(compose()["volumes"]) == {"redis-data", "postgres-data", "static"}
+    assert set(compose()["volumes"]) == {"redis-data", "postgres-data", "static", "prometheus-data", "grafana-data"}
+
+
+def test_prometheus_scrapes_every_tier_where_it_listens():
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {job["job_name"]: job["dns_sd_configs"][0] for job in config["scrape_configs"]}
+    for tier, port in PORTS.items():
+        assert targets[f"jobcast-{tier}"] == {"names": [tier], "type": "A", "port": port}
+    services = compose()["services"]
+    assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
+    datasource = yaml.safe_load((REPO / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in services["grafana"]["volumes"]
 
 
 def test_env_example_sets_only_documented_variables():

@@ -12,6 +12,7 @@ import sys
 import click
 
 from jobcast.env import environ_for_child, get_env
+from jobcast.metrics import prepare_multiprocess_dir
 
 TIERS = ("all", "web", "ws", "worker")
 
@@ -49,4 +50,10 @@ def run(tier):
     # cold shutdown with a soft timeout it waits JOBCAST_WORKER_SHUTDOWN_SECONDS, then
     # requeues the job (billiard reads REMAP_SIGTERM from the environment).
     extra = {"REMAP_SIGTERM": "SIGQUIT"} if tier == "worker" else {}
+    if tier in ("web", "worker"):
+        # Several processes per tier: their metrics meet in a folder of their own (jobcast.metrics).
+        env = get_env()
+        instance = f"web-{env.jobcast_web_port}" if tier == "web" else f"worker-{os.getpid()}"
+        folder = prepare_multiprocess_dir(env.data_dir / "metrics" / instance)
+        extra["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     os.execve(command[0], command, environ_for_child(**extra))

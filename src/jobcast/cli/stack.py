@@ -205,7 +205,12 @@ class Stack:
 
     def child_env(self, redis_url: str) -> dict:
         env = self.env
+        metrics_port = env.jobcast_worker_metrics_port
+        if metrics_port and port_open(metrics_port):
+            metrics_port = free_port()  # another stack's worker has the default port
+        self.worker_metrics_port = metrics_port
         return environ_for_child(
+            JOBCAST_WORKER_METRICS_PORT=str(metrics_port),
             REDIS_URL=redis_url,
             JOBCAST_DATA_DIR=str(self.data_dir),
             JOBCAST_WEB_PORT=str(env.jobcast_web_port),
@@ -288,6 +293,8 @@ class Stack:
                           "the front door", 60)
             url = f"http://127.0.0.1:{env.jobcast_port}"
             self.say(f"up at {url}  (Ctrl-C stops everything)")
+            self.say(f"metrics: web :{env.jobcast_web_port}/metrics, ws :{self.ws_ports[0]}/metrics, "
+                     f"worker :{self.worker_metrics_port}/metrics")
             self.say("next: jobcast token demo --create-user --save && "
                      "jobcast submit demo.count --param steps=50 --param interval_ms=50 --follow")
             while True:

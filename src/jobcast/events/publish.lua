@@ -9,7 +9,7 @@
 -- KEYS: 1 seq, 2 history stream, 3 live hash, 4.. group sorted sets
 -- ARGV: 1 event JSON without seq, 2 event type, 3 history maxlen, 4 key ttl,
 --       5 now, 6 group expiry, 7 channel message expiry, 8 channel capacity,
---       9 channel layer prefix, 10 job id
+--       9 channel layer prefix, 10 job id, 11 the event's ts (for the ws tier's latency metric)
 --
 -- A 'snapshot' (a job's first appearance on its owner's streams) is not one of the
 -- job's events: it gets no seq and no history, only the fan-out.
@@ -63,6 +63,7 @@ for _, key in ipairs(order) do
   if redis.call('ZCARD', key) < capacity then
     local message = cmsgpack.pack({
       type = message_type, text = text, seq = seq, job_id = ARGV[10],
+      event = ARGV[2], ts = tonumber(ARGV[11]),
       __asgi_channel__ = by_key[key],
     })
     redis.call('ZADD', key, now, member_prefix .. message)

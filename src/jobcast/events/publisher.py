@@ -18,6 +18,7 @@ from django.db import transaction
 
 from jobcast.events.groups import history_key, job_group, live_key, seq_key, user_group
 from jobcast.events.schema import Event, SnapshotMessage
+from jobcast.metrics import events_dropped, events_published
 from jobcast.redis_client import get_redis
 
 # A running job's keys live this long after its latest event, so a job whose worker
@@ -41,7 +42,7 @@ def _layer_config() -> dict:
     return settings.CHANNEL_LAYERS["default"]["CONFIG"]
 
 
-def _run_script(job_id, owner_id, message_type: str, body: str, ttl: int) -> Published:
+def _run_script(job_id, owner_id, message_type: str, body: str, ttl: int, ts: float = 0.0) -> Published:
     config = _layer_config()
     layer_prefix = config.get("prefix", "asgi")
     groups = [user_group(owner_id)] if message_type == "snapshot" else [job_group(job_id), user_group(owner_id)]
@@ -59,15 +60,21 @@ def _run_script(job_id, owner_id, message_type: str, body: str, ttl: int) -> Pub
             config.get("capacity", 100),
             layer_prefix,
             str(job_id),
+            repr(ts),
         ],
     )
-    return Published(*(int(x) for x in result))
+    published = Published(*(int(x) for x in result))
+    if published.dropped:
+        events_dropped.inc(published.dropped)
+    return published
 
 
 def publish_event(event: Event, owner_id, *, terminal: bool = False) -> Published:
     """Publish one event of a job; returns the seq it was given. Not for use inside a transaction."""
     ttl = settings.JOBCAST["HISTORY_TTL"] if terminal else max(LIVE_KEY_TTL, settings.JOBCAST["HISTORY_TTL"])
-    return _run_script(event.job_id, owner_id, event.type, event.model_dump_json(exclude={"seq"}), ttl)
+    published = _run_script(event.job_id, owner_id, event.type, event.model_dump_json(exclude={"seq"}), ttl, event.ts)
+    events_published.labels(event.type).inc()
+    return published
 
 
 def publish_event_on_commit(event: Event, owner_id, *, terminal: bool = False) -> None:

@@ -19,6 +19,7 @@ from jobcast.jobs.queue import enqueue_job
 from jobcast.jobs.registry import validate_params
 from jobcast.jobs.selectors import job_get_for_user
 from jobcast.jobs.states import State, is_terminal, sources_of
+from jobcast.metrics import jobs_finished
 from jobcast.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ def job_cancel_job(job: Job) -> Job:
         )
         Job.objects.filter(id=job.id).update(seq=published.seq)
         job.seq = published.seq
+        jobs_finished.labels(job.kind, State.CANCELLED).inc()
         return job
     # Running (or it started between our read and the update): the worker stops it.
     Job.objects.filter(id=job.id).update(cancel_requested=True)

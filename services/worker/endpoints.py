@@ -1,0 +1,76 @@
+"""The worker's operator endpoints: /healthz, /readyz and /metrics on JOBCAST_WORKER_METRICS_PORT.
+
+Celery has no HTTP server, so the worker's main process runs a small one in a thread,
+started when the worker is ready; the pool processes write their metrics to the shared
+multiprocess folder that /metrics merges (jobcast.metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from celery.signals import worker_process_shutdown, worker_ready
+
+from jobcast.env import get_env
+from jobcast.jobs.queue import QUEUE
+from jobcast.metrics import QueueDepthCollector, render_latest
+from jobcast.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+
+def operator_app(environ, start_response):
+    """WSGI app for the worker's health and metrics endpoints."""
+    path = environ.get("PATH_INFO", "")
+    if path == "/metrics":
+        body, content_type = render_latest(QueueDepthCollector(get_redis(), QUEUE))
+        start_response("200 OK", [("Content-Type", content_type)])
+        return [body]
+    if path in ("/healthz", "/readyz"):
+        status, checks = "200 OK", {}
+        if path == "/readyz":
+            try:
+                get_redis().ping()
+                checks["redis"] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready
+                status, checks["redis"] = "503 Service Unavailable", f"error: {type(exc).__name__}"
+        body = json.dumps({"status": "ok" if status.startswith("200") else "unavailable", "checks": checks}).encode()
+        start_response(status, [("Content-Type", "application/json")])
+        return [body]
+    start_response("404 Not Found", [("Content-Type", "application/json")])
+    return [b'{"detail": "Not found.", "errors": []}']
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # scrapes every few seconds would flood the log
+        pass
+
+
+def serve_operator_endpoints(host: str, port: int) -> WSGIServer:
+    """Start the endpoints in a daemon thread; returns the server."""
+    server = make_server(host, port, operator_app, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="operator-endpoints", daemon=True).start()
+    logger.info("worker endpoints on %s:%d (/healthz, /readyz, /metrics)", host, port)
+    return server
+
+
+@worker_ready.connect
+def _start_endpoints(**kwargs):
+    env = get_env()
+    if env.jobcast_worker_metrics_port:
+        try:
+            serve_operator_endpoints(env.jobcast_bind, env.jobcast_worker_metrics_port)
+        except OSError as exc:  # a taken port must not stop the worker from running jobs
+            logger.error("worker endpoints not started on port %d: %s", env.jobcast_worker_metrics_port, exc)
+
+
+@worker_process_shutdown.connect
+def _forget_pool_process(pid=None, **kwargs):
+    if get_env().prometheus_multiproc_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
