@@ -133,3 +133,39 @@ def test_restarting_the_only_ws_process_clients_wait_and_resume(tmp_path):
         assert only not in stack.pids("jobcast.ws.server") and stack.pids("jobcast.ws.server")
     finally:
         stop()
+
+
+def test_sigterm_to_the_web_tier_finishes_the_request_in_flight(tmp_path):
+    """gunicorn's graceful stop: a request whose body is still arriving gets its answer."""
+    import json
+    import socket
+
+    stack, stop = start_stack(tmp_path, JOBCAST_FRONT_DOOR="uvicorn")
+    try:
+        token = stack.token("web-drain")
+        (master,) = [pid for pid in stack.pids("gunicorn") if pid in _children_of(stack.process.pid)]
+        body = json.dumps({"kind": "demo.count", "params": {"steps": 1}}).encode()
+        head = (
+            f"POST /api/jobs/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", stack.web_port), timeout=20) as conn:
+            conn.sendall(head + body[:10])
+            time.sleep(0.5)  # the request is now in flight in a gunicorn worker
+            os.kill(master, signal.SIGTERM)
+            time.sleep(0.5)
+            conn.sendall(body[10:])
+            response = b""
+            while chunk := conn.recv(65536):
+                response += chunk
+        assert response.startswith(b"HTTP/1.1 201"), response[:200]
+        wait_until(lambda: master not in stack.pids("gunicorn"), 30, "gunicorn to exit")
+    finally:
+        stop()
+
+
+def _children_of(pid: int) -> set[int]:
+    import subprocess
+
+    out = subprocess.run(["ps", "-eo", "pid,ppid"], capture_output=True, text=True).stdout.split()[2:]
+    return {int(child) for child, parent in zip(out[0::2], out[1::2]) if int(parent) == pid}
