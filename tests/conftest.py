@@ -82,3 +82,12 @@ def api_client(token):
 def other_client(other_user):
     """A Django test client that sends bob's Bearer token."""
     return Client(HTTP_AUTHORIZATION=f"Bearer {token_for(other_user)}")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings():
+    """No persistent connections in tests: threads (database_sync_to_async, job runners) would
+    otherwise keep the test database busy when pytest-django drops it."""
+    from django.conf import settings
+
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0

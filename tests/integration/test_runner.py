@@ -67,7 +67,15 @@ def test_an_exception_fails_the_job_without_a_traceback(user, redis):
 
 def test_a_running_job_is_cancelled_within_a_second(user, redis):
     job = new_job(user, steps=1000, interval_ms=50)
-    runner = threading.Thread(target=run_job, args=(str(job.id),))
+    def run_and_close():
+        from django.db import connection
+
+        try:
+            run_job(str(job.id))
+        finally:
+            connection.close()  # the thread's own connection, or the test database stays in use
+
+    runner = threading.Thread(target=run_and_close)
     runner.start()
     deadline = time.monotonic() + 10
     while Job.objects.get(id=job.id).state != "running" and time.monotonic() < deadline:
