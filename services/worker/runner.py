@@ -40,7 +40,8 @@ class _RowProgressWriter:
         self.ctx: JobContext | None = None
 
     def __call__(self, event, owner_id, **kwargs):
-        published = publish_event(event, owner_id, **kwargs)
+        floor = max(self.job.seq, self.ctx.last_seq if self.ctx else 0)
+        published = publish_event(event, owner_id, seq_floor=floor, **kwargs)
         now = time.monotonic()
         if now - self.last_write >= DB_PROGRESS_INTERVAL and self.ctx and self.ctx.latest_progress:
             self.last_write = now
@@ -59,7 +60,7 @@ def _start(job: Job, kind) -> bool:
     if job.state == State.QUEUED:
         if not job_transition(job.id, State.RUNNING, attempts=F("attempts") + 1):
             return False  # cancelled while queued
-        publish_event(_state_event(job, State.RUNNING), job.owner_id)
+        publish_event(_state_event(job, State.RUNNING), job.owner_id, seq_floor=job.seq)
         return True
     # Running: the worker that had it died (its message was delivered again).
     Job.objects.filter(id=job.id).update(attempts=F("attempts") + 1)
@@ -71,6 +72,7 @@ def _start(job: Job, kind) -> bool:
     publish_event(
         LogEvent(job_id=str(job.id), ts=time.time(), message=f"restarted after its worker was lost (attempt {job.attempts})"),
         job.owner_id,
+        seq_floor=job.seq,
     )
     return True
 
@@ -88,7 +90,8 @@ def _finish(job: Job, ctx: JobContext | None, state: str, result=None, error: Jo
     if not moved:
         logger.warning("job %s could not move to %s (state changed elsewhere)", job.id, state)
         return
-    published = publish_event(_state_event(job, state, result, error), job.owner_id, terminal=True)
+    floor = max(job.seq, ctx.last_seq if ctx is not None else 0)
+    published = publish_event(_state_event(job, state, result, error), job.owner_id, terminal=True, seq_floor=floor)
     Job.objects.filter(id=job.id).update(seq=published.seq)
     jobs_finished.labels(job.kind, state).inc()
     if job.started_at:

@@ -121,3 +121,14 @@ def layer_redis():
     from jobcast.redis_client import get_redis
 
     return get_redis()
+
+
+def test_a_lost_seq_counter_resumes_above_the_known_seq(redis):
+    """Redis restarted without persistence: numbering continues above what the row knew."""
+    job_id = str(uuid.uuid4())
+    assert [publish_event(progress(job_id, n), 1).seq for n in range(3)] == [1, 2, 3]
+    redis.flushdb()  # the counter, history and live snapshot are gone
+    assert publish_event(progress(job_id, 4), 1, seq_floor=3).seq == 4
+    assert publish_event(progress(job_id, 5), 1, seq_floor=3).seq == 5  # the floor only seeds a missing counter
+    history = read_history(redis, job_id, after=0, known_seq=3)
+    assert not history.complete  # seqs 1..3 are gone: a resuming client gets a reset snapshot

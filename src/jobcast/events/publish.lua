@@ -9,7 +9,8 @@
 -- KEYS: 1 seq, 2 history stream, 3 live hash, 4.. group sorted sets
 -- ARGV: 1 event JSON without seq, 2 event type, 3 history maxlen, 4 key ttl,
 --       5 now, 6 group expiry, 7 channel message expiry, 8 channel capacity,
---       9 channel layer prefix, 10 job id, 11 the event's ts (for the ws tier's latency metric)
+--       9 channel layer prefix, 10 job id, 11 the event's ts (for the ws tier's latency metric),
+--       12 the highest seq the caller knows the job had (from the job row or the running job)
 --
 -- A 'snapshot' (a job's first appearance on its owner's streams) is not one of the
 -- job's events: it gets no seq and no history, only the fan-out.
@@ -18,6 +19,12 @@ local text = ARGV[1]
 local message_type = 'job.snapshot'
 if ARGV[2] ~= 'snapshot' then
   message_type = 'job.event'
+  -- A counter that vanished (Redis restarted without persistence) starts again above
+  -- the highest seq the publisher knows, so seqs never repeat: resuming clients then
+  -- get a reset snapshot instead of events they would take for duplicates.
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SET', KEYS[1], ARGV[12])
+  end
   seq = redis.call('INCR', KEYS[1])
   text = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
   local ttl = tonumber(ARGV[4])

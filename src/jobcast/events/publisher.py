@@ -42,7 +42,8 @@ def _layer_config() -> dict:
     return settings.CHANNEL_LAYERS["default"]["CONFIG"]
 
 
-def _run_script(job_id, owner_id, message_type: str, body: str, ttl: int, ts: float = 0.0) -> Published:
+def _run_script(job_id, owner_id, message_type: str, body: str, ttl: int, ts: float = 0.0,
+                seq_floor: int = 0) -> Published:
     config = _layer_config()
     layer_prefix = config.get("prefix", "asgi")
     groups = [user_group(owner_id)] if message_type == "snapshot" else [job_group(job_id), user_group(owner_id)]
@@ -61,6 +62,7 @@ def _run_script(job_id, owner_id, message_type: str, body: str, ttl: int, ts: fl
             layer_prefix,
             str(job_id),
             repr(ts),
+            int(seq_floor),
         ],
     )
     published = Published(*(int(x) for x in result))
@@ -69,17 +71,23 @@ def _run_script(job_id, owner_id, message_type: str, body: str, ttl: int, ts: fl
     return published
 
 
-def publish_event(event: Event, owner_id, *, terminal: bool = False) -> Published:
-    """Publish one event of a job; returns the seq it was given. Not for use inside a transaction."""
+def publish_event(event: Event, owner_id, *, terminal: bool = False, seq_floor: int = 0) -> Published:
+    """Publish one event of a job; returns the seq it was given. Not for use inside a transaction.
+
+    `seq_floor` is the highest seq the caller knows the job reached (the row's `seq`, or
+    the running job's last one): if Redis lost the counter, numbering resumes above it.
+    """
     ttl = settings.JOBCAST["HISTORY_TTL"] if terminal else max(LIVE_KEY_TTL, settings.JOBCAST["HISTORY_TTL"])
-    published = _run_script(event.job_id, owner_id, event.type, event.model_dump_json(exclude={"seq"}), ttl, event.ts)
+    published = _run_script(
+        event.job_id, owner_id, event.type, event.model_dump_json(exclude={"seq"}), ttl, event.ts, seq_floor
+    )
     events_published.labels(event.type).inc()
     return published
 
 
-def publish_event_on_commit(event: Event, owner_id, *, terminal: bool = False) -> None:
+def publish_event_on_commit(event: Event, owner_id, *, terminal: bool = False, seq_floor: int = 0) -> None:
     """Publish once the surrounding transaction commits (immediately outside one)."""
-    transaction.on_commit(lambda: publish_event(event, owner_id, terminal=terminal))
+    transaction.on_commit(lambda: publish_event(event, owner_id, terminal=terminal, seq_floor=seq_floor))
 
 
 def notify_user_snapshot(owner_id, job_document: dict) -> None:

@@ -104,7 +104,8 @@ def job_cancel_job(job: Job) -> Job:
     if job.state == State.QUEUED and job_transition(job.id, State.CANCELLED, cancel_requested=True):
         job.refresh_from_db()
         published = publish_event(
-            StateEvent(job_id=str(job.id), ts=time.time(), state=State.CANCELLED), job.owner_id, terminal=True
+            StateEvent(job_id=str(job.id), ts=time.time(), state=State.CANCELLED), job.owner_id, terminal=True,
+            seq_floor=job.seq,
         )
         Job.objects.filter(id=job.id).update(seq=published.seq)
         job.seq = published.seq
