@@ -45,7 +45,9 @@ test-postgres: $(INSTALLED)
 
 bench: $(INSTALLED)
 	@scripts/system-deps test
+	$(PY) -m pip install -q -e '.[dev,embedded,bench]'
 	$(PY) bench/publish_path.py
+	$(PY) -m bench.compare
 
 clean:
 	rm -rf $(VENV) .jobcast *.egg-info .pytest_cache

@@ -98,7 +98,7 @@ def channel_layer_host(url: str) -> dict:
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "jobcast.events.layer.JobcastChannelLayer",
         "CONFIG": {
             "hosts": [channel_layer_host(REDIS_URL)],
             "prefix": "asgi",

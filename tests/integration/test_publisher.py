@@ -132,3 +132,14 @@ def test_a_lost_seq_counter_resumes_above_the_known_seq(redis):
     assert publish_event(progress(job_id, 5), 1, seq_floor=3).seq == 5  # the floor only seeds a missing counter
     history = read_history(redis, job_id, after=0, known_seq=3)
     assert not history.complete  # seqs 1..3 are gone: a resuming client gets a reset snapshot
+
+
+async def test_a_storm_of_group_calls_waits_for_connections_instead_of_failing(redis_server):
+    """300 concurrent group_add/group_discard calls on one process: none fails (pool of 100)."""
+    layer = get_channel_layer()
+    channels = [await layer.new_channel() for _ in range(300)]
+    await asyncio.gather(*(layer.group_add("storm", channel) for channel in channels))
+    assert await asyncio.to_thread(layer_redis().zcard, "asgi:group:storm") == 300
+    await asyncio.gather(*(layer.group_discard("storm", channel) for channel in channels))
+    assert await asyncio.to_thread(layer_redis().zcard, "asgi:group:storm") == 0
+    await layer.flush()
