@@ -13,9 +13,10 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpResponse
 from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 from ninja.renderers import BaseRenderer
 from ninja.security import HttpBearer, SessionAuth
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from jobcast.accounts.services import ticket_create, token_user
 from jobcast.errors import ApiError, NotFound
@@ -66,6 +67,20 @@ def _default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+class InvalidJson(ValueError):
+    """A request body that is not JSON (ninja wraps it in HttpError(400) `from` this)."""
+
+
+class OrjsonParser(Parser):
+    """Strict JSON bodies (no NaN/Infinity, no lone surrogates, integers within 64 bits)."""
+
+    def parse_body(self, request):
+        try:
+            return orjson.loads(request.body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidJson(str(exc)) from None
+
+
 api = NinjaAPI(
     title="jobcast",
     version="1",
@@ -74,6 +89,7 @@ api = NinjaAPI(
     openapi_url="/schema/",
     docs_url="/docs/",
     renderer=OrjsonRenderer(),
+    parser=OrjsonParser(),
     urls_namespace="api",
 )
 
@@ -92,9 +108,18 @@ def on_api_error(request, exc: ApiError):
     return _error(request, exc.status, exc.detail, exc.errors, exc.headers)
 
 
+def _loc(loc) -> list:
+    """ninja puts the body parameter's name after "body" (["body", "body", "kind"]); a loc names
+    the field in the request body instead (["body", "kind"]), as the kinds' params errors do."""
+    loc = list(loc)
+    if loc[:2] == ["body", "body"]:
+        del loc[1]
+    return loc
+
+
 @api.exception_handler(ValidationError)
 def on_validation_error(request, exc: ValidationError):
-    errors = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors]
+    errors = [{"loc": _loc(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors]
     return _error(request, 400, "Invalid request.", errors)
 
 
@@ -105,6 +130,9 @@ def on_auth_error(request, exc):
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc: HttpError):
+    if isinstance(exc.__cause__, InvalidJson):
+        errors = [{"loc": ["body"], "msg": str(exc.__cause__), "type": "json_invalid"}]
+        return _error(request, 400, "The request body is not valid JSON.", errors)
     return _error(request, exc.status_code, str(exc))
 
 
@@ -133,7 +161,18 @@ def submit_job(request, body: SubmitIn):
     return Status(201 if created else 200, job_document(job))
 
 
-class ListQuery(BaseModel):
+class _QueryModel(BaseModel):
+    """A query parameter given empty (`?state=&limit=`) counts as not given."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_empty(cls, data):
+        if isinstance(data, dict):
+            return {name: value for name, value in data.items() if value != ""}
+        return data
+
+
+class ListQuery(_QueryModel):
     state: str | None = None
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = None
@@ -163,8 +202,10 @@ def cancel_job(request, job_id: str):
     return Status(202, job_documents([job])[0])
 
 
-class EventsQuery(BaseModel):
-    after: int = Field(0, ge=0)
+class EventsQuery(_QueryModel):
+    # At most the largest seq a job can have (a signed 64-bit integer); Redis refuses a
+    # stream id above 2**64 - 1 (a 500 before this bound).
+    after: int = Field(0, ge=0, le=2**63 - 1)
 
 
 @api.get("/jobs/{job_id}/events/", response={200: EventsOut, **ERRORS}, summary="A job's stored events")

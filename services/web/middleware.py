@@ -1,4 +1,4 @@
-"""Web tier middleware: request metrics, and oversized bodies refused with JSON 413."""
+"""Web tier middleware: request metrics, JSON error bodies, and oversized bodies refused with JSON 413."""
 
 from __future__ import annotations
 
@@ -24,6 +24,29 @@ class RequestMetricsMiddleware:
         http_requests.labels(route, request.method, str(response.status_code)).inc()
         http_request_duration.labels(route, request.method).observe(time.perf_counter() - started)
         return response
+
+
+class JsonErrorMiddleware:
+    """Every error answers with the contract's `{"detail", "errors"}` JSON body, whoever made it.
+
+    A few errors come from code that answers in plain text (ninja's 405 "Method not
+    allowed", for one); such a response is replaced by the JSON body, with the same status
+    and headers (`Allow`, `Retry-After`, ...).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.status_code < 400 or response.get("Content-Type", "").startswith("application/json"):
+            return response
+        replacement = JsonResponse({"detail": f"{response.reason_phrase}.", "errors": []}, status=response.status_code)
+        for name, value in response.headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                replacement[name] = value
+        replacement.cookies = response.cookies
+        return replacement
 
 
 class BodySizeLimitMiddleware:

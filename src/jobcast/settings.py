@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "jobcast.web.middleware.RequestMetricsMiddleware",
+    "jobcast.web.middleware.JsonErrorMiddleware",
     "jobcast.web.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -31,7 +31,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, job_id = raw.split("|")
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
+        created_at = datetime.fromisoformat(created)
+        if created_at.tzinfo is None:  # this API's cursors are aware; a naive one is forged
+            raise ValueError("naive datetime")
+        return created_at, uuid.UUID(job_id)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "Invalid cursor.", [{"loc": ["query", "cursor"], "msg": "not a cursor from this API"}])
 
