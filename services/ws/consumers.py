@@ -50,6 +50,25 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
     user = None
     admitted = False
     bad_messages = 0
+    closed = False  # websocket.close was sent (or the client is gone): nothing more may be sent
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A consumer that ends without websocket.disconnect (an exception, a cancelled
+            # task) still gives back its connection slot and its group memberships.
+            await self.release()
+
+    async def close(self, code=None, reason=None):
+        """Close once; the ASGI server raises on anything sent after websocket.close."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await super().close(code=code, reason=reason)
+        except OSError:  # uvicorn's ClientDisconnected: the client is already gone
+            pass
 
     async def refuse(self, code: int) -> None:
         """Accept then close with `code`: a close code only reaches the client after the handshake."""
@@ -77,12 +96,19 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         ensure_refresher(self.channel_layer)
 
     async def disconnect(self, code):
+        await self.release()
+
+    async def release(self) -> None:
+        """Give back the connection slot and leave the groups (once; safe to call again)."""
         if self.admitted:
             connections.close(self, self.user.id)
             self.admitted = False
-        for group in self.groups:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        self.groups = []
+        groups, self.groups = self.groups, []
+        for group in groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # noqa: BLE001 - the membership expires with the layer's group_expiry
+                logger.warning("could not leave %s", group, exc_info=True)
 
     async def send_error(self, code: str, detail: str) -> None:
         """Tell the client its message was unusable; close after too many."""
@@ -92,6 +118,8 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
             await self.close(code=1008)
 
     async def receive(self, text_data=None, bytes_data=None):
+        if self.closed:
+            return  # frames that crossed our close on the wire get no answer
         if text_data is None:
             await self.send_error("bad_message", "Send JSON text frames.")
             return
@@ -107,7 +135,14 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
 
     async def send_text(self, text: str, kind: str) -> None:
         """Send one JSON text frame as published (no re-encoding), counted by message type."""
-        await self.send(text_data=text)
+        if self.closed:
+            return
+        try:
+            await self.send(text_data=text)
+        except OSError:
+            # uvicorn's ClientDisconnected: the client went away; its websocket.disconnect follows.
+            self.closed = True
+            return
         ws_messages_sent.labels(kind).inc()
 
     async def send_live(self, message: dict) -> None:
@@ -131,7 +166,8 @@ class JobConsumer(_JobcastConsumer):
             await self.refuse(4404)
             return
         after = query_params(self.scope).get("after")
-        if after is not None and not (after.isdigit() and len(after) < 19):
+        # ASCII digits only: str.isdigit() also accepts "²" (int() fails) and other scripts' digits.
+        if after is not None and not (after.isascii() and after.isdigit() and len(after) < 19):
             await self.refuse(1008)
             return
         await self.accept()
@@ -154,15 +190,27 @@ class JobConsumer(_JobcastConsumer):
             await self.finish()
 
     async def replay(self, after: int) -> None:
-        """Send the stored events after `after`, or a reset snapshot when they were trimmed."""
-        history = await read_history_async(get_async_redis(), self.job.id, after, known_seq=self.job.seq)
+        """Send the stored events after `after`, or a reset snapshot when they were trimmed
+        (or when `after` is beyond the job's latest seq: the client's state is not this job's)."""
+        redis = get_async_redis()
+        history = await read_history_async(redis, self.job.id, after, known_seq=self.job.seq)
         if not history.complete:
+            await self.send_snapshot(reset=True)
+            return
+        live = await read_live_async(redis, self.job.id)
+        if not history.events and after > max(live.seq if live else 0, self.job.seq):
             await self.send_snapshot(reset=True)
             return
         self.last_seq = after
         await self.send_events(history.events)
         if not self.finished and is_terminal(self.job.state) and self.last_seq >= self.job.seq:
-            await self.finish()
+            # The row is final but its terminal event was not among the stored ones. When Redis
+            # shows it unpublished (the worker writes the row first) or published after the
+            # history read, it arrives live, as after a snapshot. Otherwise it is gone (history
+            # expired) or the client has it: close now.
+            terminal_published = live is not None and live.state is not None and is_terminal(live.state["state"])
+            if live is None or (terminal_published and live.seq <= self.last_seq):
+                await self.finish()
 
     async def send_events(self, texts) -> None:
         """Send events whose seq follows the last one sent, in order."""
@@ -184,7 +232,7 @@ class JobConsumer(_JobcastConsumer):
 
     async def job_event(self, message):
         """A live event from the channel layer."""
-        if self.finished:
+        if self.finished or self.closed:
             return
         seq = message["seq"]
         if seq <= self.last_seq:

@@ -1,4 +1,15 @@
-"""The WebSocket consumers (in-process, Channels' WebsocketCommunicator) on real Redis and the database."""
+"""The WebSocket consumers (in-process, Channels' WebsocketCommunicator) on real Redis and the database.
+
+Every socket goes through `ServerLike`, which holds the application to the two ASGI rules
+uvicorn enforces and WebsocketCommunicator does not: nothing may be sent after
+`websocket.close` (RuntimeError), and a send to a client that has gone raises
+`ClientDisconnected`. A consumer that breaks either rule dies in production without its
+`disconnect()`, leaking its connection slot and its group memberships; here the
+communicator re-raises the exception and the test fails.
+
+The connection book (`jobcast.ws.limits.connections`) is checked to be empty after every
+test (autouse fixture `connection_book_is_empty_afterwards`).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +21,54 @@ import uuid
 import orjson
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import HttpCommunicator, WebsocketCommunicator
+from django.conf import settings as django_settings
 from django.test import Client
+from uvicorn.protocols.utils import ClientDisconnected
 
 from jobcast.accounts.services import ticket_create, token_create
+from jobcast.events.groups import job_group, user_group
 from jobcast.events.publisher import publish_event
 from jobcast.events.schema import LogEvent, ProgressEvent, StateEvent
 from jobcast.jobs.models import Job
 from jobcast.jobs.services import job_submit, job_transition
 from jobcast.ws.asgi import application
 from jobcast.ws.limits import connections
+from jobcast.ws.server import drain_sockets
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 TIMEOUT = 5
+# How long a disconnect may take before the communicator cancels the consumer. Short on purpose:
+# on Python 3.11, asyncio.wait_for (which redis-py sends commands with) can swallow a
+# cancellation (CPython gh-86296), so a consumer that stops right after its handshake sometimes
+# keeps waiting on its channel-layer receive until it is cancelled again. The connection book
+# is released before that wait, and every check of it comes after the disconnect.
+DISCONNECT_TIMEOUT = 1
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+class ServerLike:
+    """An ASGI wrapper that sends like uvicorn: nothing after close, and a gone client raises."""
+
+    def __init__(self, app):
+        self.app = app
+        self.closed = False
+        self.client_gone = False
+
+    async def __call__(self, scope, receive, send):
+        async def strict_send(message):
+            if self.closed:
+                raise RuntimeError(f"Unexpected ASGI message {message['type']!r} after sending 'websocket.close'")
+            if self.client_gone and message["type"] == "websocket.send":
+                raise ClientDisconnected()
+            if message["type"] == "websocket.close":
+                self.closed = True
+            await send(message)
+
+        await self.app(scope, receive, strict_send)
 
 
 def bearer(token: str) -> list[tuple[bytes, bytes]]:
@@ -43,6 +88,10 @@ def progress(job, n):
     return ProgressEvent(job_id=str(job.id), ts=time.time(), current=n, total=100)
 
 
+def state_event(job, state, **fields):
+    return StateEvent(job_id=str(job.id), ts=time.time(), state=state, **fields)
+
+
 async def publish(job, event, terminal=False):
     return await asyncio.to_thread(publish_event, event, job.owner_id, terminal=terminal)
 
@@ -52,25 +101,43 @@ async def publish_progress(job, count: int):
         await publish(job, progress(job, n))
 
 
-async def connect(path, headers):
-    communicator = WebsocketCommunicator(application, path, headers=headers)
+async def finish_job(job, state="succeeded", **fields):
+    """What the worker does at the end: the row first, then the terminal event."""
+    assert await database_sync_to_async(job_transition)(job.id, state, **fields)
+    return await publish(job, state_event(job, state, **fields), terminal=True)
+
+
+async def connect(path, headers=(), server: ServerLike | None = None) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(server or ServerLike(application), path, headers=list(headers))
     connected, _ = await communicator.connect(timeout=TIMEOUT)
-    assert connected
+    assert connected  # refusals too are accepted first, then closed with their code
     return communicator
 
 
-async def receive(communicator):
+async def receive(communicator) -> dict:
+    """The next message, decoded; a close comes back as {"type": "websocket.close", "code": ...}."""
     message = await communicator.receive_output(timeout=TIMEOUT)
     if message["type"] == "websocket.close":
         return message
+    assert message["type"] == "websocket.send", message
+    assert "text" in message, "every server message is a JSON text frame"
     return orjson.loads(message["text"])
+
+
+async def receive_seqs(communicator, count: int) -> list[int]:
+    seqs = []
+    for _ in range(count):
+        message = await receive(communicator)
+        assert "seq" in message, message
+        seqs.append(message["seq"])
+    return seqs
 
 
 async def closed_with(communicator) -> int:
     """The code the server closed with (then the client side disconnects, as a real client does)."""
     message = await communicator.receive_output(timeout=TIMEOUT)
     assert message["type"] == "websocket.close", message
-    await communicator.disconnect()
+    await communicator.disconnect(timeout=DISCONNECT_TIMEOUT)
     return message.get("code", 1000)
 
 
@@ -79,9 +146,34 @@ async def events_until_close(communicator) -> tuple[list[dict], int]:
     while True:
         message = await receive(communicator)
         if message["type"] == "websocket.close":
-            await communicator.disconnect()
+            await communicator.disconnect(timeout=DISCONNECT_TIMEOUT)
             return messages, message.get("code", 1000)
         messages.append(message)
+
+
+def assert_no_open_connections():
+    assert connections.total == 0
+    assert not connections.per_user
+    assert not connections.consumers
+
+
+async def group_members(redis, group: str) -> list[bytes]:
+    prefix = django_settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
+    return await asyncio.to_thread(redis.zrange, f"{prefix}:group:{group}", 0, -1)
+
+
+@pytest.fixture(autouse=True)
+def connection_book_is_empty_afterwards():
+    """Every test leaves no socket counted; a leak is reported and then forgotten for the next test."""
+    assert_no_open_connections()
+    yield
+    try:
+        assert_no_open_connections()
+    finally:
+        connections.total = 0
+        connections.per_user.clear()
+        connections.consumers.clear()
+        connections.draining = False
 
 
 @pytest.fixture
@@ -89,7 +181,20 @@ def token(user):
     return token_create(user.username)
 
 
-# --- /ws/jobs/{id}/ -----------------------------------------------------------------------
+@pytest.fixture
+def capacity():
+    """Set the channel layer's per-process queue capacity for one test (restored afterwards)."""
+    config = django_settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    original = config["capacity"]
+
+    def set_capacity(value: int) -> None:
+        config["capacity"] = value
+
+    yield set_capacity
+    config["capacity"] = original
+
+
+# --- /ws/jobs/{id}/ without after ---------------------------------------------------------------
 
 async def test_snapshot_then_live_events_then_close_1000(user, token):
     from prometheus_client import REGISTRY
@@ -100,63 +205,123 @@ async def test_snapshot_then_live_events_then_close_1000(user, token):
     latency_before = sample("jobcast_event_latency_seconds_count")
     sent_before = sample("jobcast_ws_messages_sent_total", type="progress")
     job = await make_job(user, "running")
-    await publish(job, StateEvent(job_id=str(job.id), ts=time.time(), state="running"))
+    await publish(job, state_event(job, "running"))
     await publish_progress(job, 3)
     ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
     snapshot = await receive(ws)
     assert snapshot["type"] == "snapshot" and snapshot["reset"] is False
+    assert snapshot["job"]["id"] == str(job.id) and snapshot["job"]["kind"] == "demo.count"
     assert snapshot["job"]["seq"] == 4 and snapshot["job"]["state"] == "running"
     assert snapshot["job"]["progress"]["current"] == 2
+    assert sample("jobcast_ws_connections") == 1
     await publish_progress(job, 2)
-    await database_sync_to_async(job_transition)(job.id, "succeeded", result={"ok": True})
-    await publish(job, StateEvent(job_id=str(job.id), ts=time.time(), state="succeeded", result={"ok": True}), terminal=True)
+    await publish(job, LogEvent(job_id=str(job.id), ts=time.time(), message="almost"))
+    await finish_job(job, "succeeded", result={"ok": True})
     messages, code = await events_until_close(ws)
-    assert [m["seq"] for m in messages] == [5, 6, 7]
+    assert [m["seq"] for m in messages] == [5, 6, 7, 8]
+    assert [m["type"] for m in messages] == ["progress", "progress", "log", "state"]
+    assert messages[2]["message"] == "almost" and messages[2]["job_id"] == str(job.id)
     assert messages[-1]["state"] == "succeeded" and messages[-1]["result"] == {"ok": True}
+    assert isinstance(messages[-1]["ts"], float)
     assert code == 1000
-    assert sample("jobcast_event_latency_seconds_count") == latency_before + 3
+    assert sample("jobcast_event_latency_seconds_count") == latency_before + 4
     assert sample("jobcast_ws_messages_sent_total", type="progress") == sent_before + 2
     assert sample("jobcast_ws_connections") == 0
+    assert_no_open_connections()
+
+
+async def test_a_job_without_events_has_seq_0_and_its_first_event_is_1(user, token):
+    job = await make_job(user)
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    snapshot = await receive(ws)
+    assert snapshot["type"] == "snapshot" and snapshot["job"]["seq"] == 0 and snapshot["job"]["state"] == "queued"
+    assert await ws.receive_nothing(timeout=0.2)
+    await publish(job, state_event(job, "running"))
+    first = await receive(ws)
+    assert first["type"] == "state" and first["seq"] == 1 and first["state"] == "running"
+    await ws.disconnect()
 
 
 def publish_in_thread(job, count: int) -> threading.Thread:
+    """Publish `count` progress events from another thread, spread over a few hundred ms."""
+
     def run():
         for n in range(count):
             publish_event(progress(job, n), job.owner_id)
+            time.sleep(0.001)
 
     thread = threading.Thread(target=run)
     thread.start()
     return thread
 
 
-@pytest.mark.parametrize("after", [None, 0, 20])
+@pytest.mark.parametrize("after", [None, 0, 20, 25])
 async def test_connecting_while_events_are_published_misses_and_repeats_nothing(user, token, after):
     job = await make_job(user, "running")
     await publish_progress(job, 25)
     thread = publish_in_thread(job, 200)
-    path = f"/ws/jobs/{job.id}/" + ("" if after is None else f"?after={after}")
-    ws = await connect(path, bearer(token))
-    first = after
-    seqs = []
-    while not seqs or seqs[-1] < 225:
-        message = await receive(ws)
-        if message["type"] == "snapshot":
-            first = message["job"]["seq"]
-            continue
-        seqs.append(message["seq"])
-    await asyncio.to_thread(thread.join)
-    assert seqs == list(range(first + 1, 226))
+    try:
+        path = f"/ws/jobs/{job.id}/" + ("" if after is None else f"?after={after}")
+        ws = await connect(path, bearer(token))
+        first_message = await receive(ws)
+        publishing_when_connected = thread.is_alive()
+        if after is None:
+            assert first_message["type"] == "snapshot" and first_message["reset"] is False
+            start = last = first_message["job"]["seq"]
+            seqs = []
+        else:
+            assert first_message["type"] == "progress", first_message
+            start = after
+            seqs = [last := first_message["seq"]]
+        while last < 225:
+            message = await receive(ws)
+            assert message["type"] == "progress", message
+            seqs.append(last := message["seq"])
+        assert seqs == list(range(start + 1, 226))
+        assert await ws.receive_nothing(timeout=0.2)
+        await ws.disconnect()
+    finally:
+        await asyncio.to_thread(thread.join)
+    assert publishing_when_connected  # the test raced the handshake against the publisher
+
+
+async def test_events_of_other_jobs_do_not_reach_a_job_stream(user, token):
+    job = await make_job(user, "running")
+    other = await make_job(user, "running")
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    assert (await receive(ws))["type"] == "snapshot"
+    await publish_progress(other, 3)
+    await publish(job, progress(job, 1))
+    message = await receive(ws)
+    assert message["job_id"] == str(job.id) and message["seq"] == 1
+    assert await ws.receive_nothing(timeout=0.2)
     await ws.disconnect()
 
+
+# --- after=N ------------------------------------------------------------------------------------
 
 async def test_after_replays_history_then_goes_live(user, token):
     job = await make_job(user, "running")
     await publish_progress(job, 5)
     ws = await connect(f"/ws/jobs/{job.id}/?after=2", bearer(token))
-    assert [(await receive(ws))["seq"] for _ in range(3)] == [3, 4, 5]
+    replayed = [await receive(ws) for _ in range(3)]
+    assert [m["seq"] for m in replayed] == [3, 4, 5]
+    assert all(m["type"] == "progress" for m in replayed)  # no snapshot when resuming
     await publish(job, LogEvent(job_id=str(job.id), ts=time.time(), message="live"))
     live = await receive(ws)
     assert live["seq"] == 6 and live["type"] == "log" and live["message"] == "live"
+    await finish_job(job)
+    messages, code = await events_until_close(ws)
+    assert [m["seq"] for m in messages] == [7] and messages[0]["state"] == "succeeded" and code == 1000
+
+
+async def test_after_equal_to_the_latest_seq_sends_nothing_until_the_next_event(user, token):
+    job = await make_job(user, "running")
+    await publish_progress(job, 4)
+    ws = await connect(f"/ws/jobs/{job.id}/?after=4", bearer(token))
+    assert await ws.receive_nothing(timeout=0.3)
+    await publish(job, progress(job, 9))
+    assert await receive_seqs(ws, 1) == [5]
     await ws.disconnect()
 
 
@@ -168,43 +333,171 @@ async def test_after_beyond_trimmed_history_gets_a_reset_snapshot(user, token, s
     snapshot = await receive(ws)
     assert snapshot["type"] == "snapshot" and snapshot["reset"] is True and snapshot["job"]["seq"] == 10
     await publish(job, progress(job, 99))
-    assert (await receive(ws))["seq"] == 11
+    live = await receive(ws)
+    assert live["seq"] == 11 and live["current"] == 99
+    await ws.disconnect()
+    # Still within what history keeps: a plain replay.
+    ws = await connect(f"/ws/jobs/{job.id}/?after=8", bearer(token))
+    assert await receive_seqs(ws, 3) == [9, 10, 11]
     await ws.disconnect()
 
+
+async def test_after_on_expired_history_of_a_finished_job_gets_a_reset_snapshot(user, token):
+    """History expired (HISTORY_TTL) but the row knows the job reached seq 5."""
+    job = await make_job(user, "succeeded")
+    await database_sync_to_async(Job.objects.filter(id=job.id).update)(seq=5, result={"n": 1})
+    ws = await connect(f"/ws/jobs/{job.id}/?after=2", bearer(token))
+    snapshot = await receive(ws)
+    assert snapshot["type"] == "snapshot" and snapshot["reset"] is True
+    assert snapshot["job"]["seq"] == 5 and snapshot["job"]["state"] == "succeeded"
+    assert await closed_with(ws) == 1000
+
+
+async def test_after_beyond_the_jobs_latest_seq_gets_a_reset_snapshot(user, token):
+    """A client resuming above the job's seq (its state is not this job's): resynchronised,
+    so that it neither waits forever nor skips the events numbered up to its `after`."""
+    job = await make_job(user, "running")
+    await publish_progress(job, 3)
+    ws = await connect(f"/ws/jobs/{job.id}/?after=50", bearer(token))
+    snapshot = await receive(ws)
+    assert snapshot["type"] == "snapshot" and snapshot["reset"] is True and snapshot["job"]["seq"] == 3
+    await finish_job(job)
+    messages, code = await events_until_close(ws)
+    assert [(m["seq"], m["type"]) for m in messages] == [(4, "state")] and code == 1000
+
+
+@pytest.mark.parametrize("after", ["abc", "-1", "1.5", "%C2%B2", "%D9%A3", "1e3", "9" * 19, "0x10"])
+async def test_an_unusable_after_is_refused_with_1008(user, token, after):
+    job = await make_job(user, "running")
+    ws = await connect(f"/ws/jobs/{job.id}/?after={after}", bearer(token))
+    assert await closed_with(ws) == 1008
+
+
+# --- finished jobs -----------------------------------------------------------------------------
 
 async def test_a_finished_job_sends_its_snapshot_or_remaining_history_then_closes(user, token):
     job = await make_job(user, "running")
     await publish_progress(job, 2)
-    await database_sync_to_async(job_transition)(job.id, "failed", error={"type": "X", "message": "y"})
-    await publish(job, StateEvent(job_id=str(job.id), ts=time.time(), state="failed", error={"type": "X", "message": "y"}), terminal=True)
+    await finish_job(job, "failed", error={"type": "X", "message": "y"})
+
     ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
     snapshot = await receive(ws)
+    assert snapshot["type"] == "snapshot" and snapshot["reset"] is False
     assert snapshot["job"]["state"] == "failed" and snapshot["job"]["error"] == {"type": "X", "message": "y"}
+    assert snapshot["job"]["seq"] == 3 and snapshot["job"]["finished_at"]
     assert await closed_with(ws) == 1000
+
     ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
     messages, code = await events_until_close(ws)
     assert [m["seq"] for m in messages] == [1, 2, 3] and code == 1000
+    assert messages[-1]["type"] == "state" and messages[-1]["state"] == "failed"
+
+    ws = await connect(f"/ws/jobs/{job.id}/?after=1", bearer(token))
+    messages, code = await events_until_close(ws)
+    assert [m["seq"] for m in messages] == [2, 3] and code == 1000
+
     ws = await connect(f"/ws/jobs/{job.id}/?after=3", bearer(token))
+    assert await closed_with(ws) == 1000
+    assert_no_open_connections()
+
+
+async def test_a_job_cancelled_while_queued_closes_after_its_snapshot(user, token):
+    job = await make_job(user)
+    await finish_job(job, "cancelled")
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    snapshot = await receive(ws)
+    assert snapshot["job"]["state"] == "cancelled" and snapshot["job"]["seq"] == 1
     assert await closed_with(ws) == 1000
 
 
-async def test_a_gap_from_a_full_channel_queue_is_repaired_from_history(user, token, settings):
+@pytest.mark.parametrize("after", [None, "0", "2"])
+async def test_a_finished_row_whose_terminal_event_is_still_on_its_way(user, token, after):
+    """The worker writes the row, then publishes the terminal event: a socket opened in
+    between still gets that event (and then the close), whether resuming or not."""
+    job = await make_job(user, "running")
+    await publish(job, state_event(job, "running"))
+    await publish_progress(job, 1)
+    assert await database_sync_to_async(job_transition)(job.id, "succeeded", result={"n": 1})
+    path = f"/ws/jobs/{job.id}/" + ("" if after is None else f"?after={after}")
+    ws = await connect(path, bearer(token))
+    expected_before = {None: [], "0": [1, 2], "2": []}[after]
+    if after is None:
+        snapshot = await receive(ws)
+        assert snapshot["type"] == "snapshot" and snapshot["job"]["seq"] == 2
+    assert await receive_seqs(ws, len(expected_before)) == expected_before
+    assert await ws.receive_nothing(timeout=0.3)  # still open: the terminal event has not been published
+    await publish(job, state_event(job, "succeeded", result={"n": 1}), terminal=True)
+    messages, code = await events_until_close(ws)
+    assert [(m["seq"], m["type"], m["state"]) for m in messages] == [(3, "state", "succeeded")]
+    assert code == 1000
+
+
+# --- gaps ---------------------------------------------------------------------------------------
+
+async def test_a_gap_from_a_full_channel_queue_is_repaired_from_history(user, token, capacity):
     job = await make_job(user, "running")
     ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
-    await asyncio.sleep(0.2)  # the consumer has joined its group
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = 2
-    try:
-        results = [await publish(job, progress(job, n)) for n in range(6)]
-        assert sum(r.dropped for r in results) > 0  # the channel queue overflowed
-    finally:
-        settings.CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = 1000
-    await publish(job, progress(job, 6))  # the next live event reveals the gap
-    seqs = [(await receive(ws))["seq"] for _ in range(7)]
-    assert seqs == [1, 2, 3, 4, 5, 6, 7]
+    await publish(job, progress(job, 0))
+    assert await receive_seqs(ws, 1) == [1]  # the socket is in its group
+    capacity(2)
+    # Published from the event loop's own thread on purpose: the consumer cannot read
+    # meanwhile, so its process's channel queue (capacity 2) overflows.
+    results = [publish_event(progress(job, n), job.owner_id) for n in range(1, 7)]
+    capacity(1000)
+    assert sum(r.dropped for r in results) >= 3
+    await publish(job, progress(job, 7))  # the next live event reveals the gap
+    assert await receive_seqs(ws, 7) == [2, 3, 4, 5, 6, 7, 8]
+    assert await ws.receive_nothing(timeout=0.3)  # no duplicates of the queued ones
+    await publish(job, progress(job, 8))
+    assert await receive_seqs(ws, 1) == [9]
     await ws.disconnect()
 
 
-# --- auth ------------------------------------------------------------------------------------
+async def test_missed_events_out_of_order_and_duplicates_are_repaired(user, token, redis):
+    """Events that skipped the socket are fetched from history; a late duplicate is dropped."""
+    job = await make_job(user, "running")
+    layer = get_channel_layer()
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    assert (await receive(ws))["job"]["seq"] == 0
+    await publish(job, progress(job, 1))
+    assert await receive_seqs(ws, 1) == [1]
+    (channel,) = [m.decode() for m in await group_members(redis, job_group(job.id))]
+
+    await layer.group_discard(job_group(job.id), channel)  # 2 and 3 never reach this socket live
+    await publish(job, progress(job, 2))
+    await publish(job, LogEvent(job_id=str(job.id), ts=time.time(), message="three"))
+    await layer.group_add(job_group(job.id), channel)
+    await publish(job, progress(job, 4))
+    repaired = [await receive(ws) for _ in range(3)]
+    assert [m["seq"] for m in repaired] == [2, 3, 4]
+    assert repaired[1]["type"] == "log" and repaired[1]["message"] == "three"
+
+    duplicate = {"type": "job.event", "text": orjson.dumps(repaired[1]).decode(), "seq": 3,
+                 "job_id": str(job.id), "event": "log", "ts": time.time()}
+    await layer.send(channel, duplicate)
+    await publish(job, progress(job, 5))
+    assert await receive_seqs(ws, 1) == [5]
+    assert await ws.receive_nothing(timeout=0.2)
+    await ws.disconnect()
+
+
+async def test_a_gap_that_history_no_longer_has_closes_with_4408(user, token, redis, settings):
+    settings.JOBCAST = {**settings.JOBCAST, "HISTORY_MAXLEN": 3}
+    job = await make_job(user, "running")
+    layer = get_channel_layer()
+    ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
+    await publish(job, progress(job, 1))
+    assert await receive_seqs(ws, 1) == [1]
+    (channel,) = [m.decode() for m in await group_members(redis, job_group(job.id))]
+    await layer.group_discard(job_group(job.id), channel)
+    await publish_progress(job, 5)  # 2..6; history keeps 4..6
+    await layer.group_add(job_group(job.id), channel)
+    await publish(job, progress(job, 7))
+    assert await closed_with(ws) == 4408
+    assert await group_members(redis, job_group(job.id)) == []
+
+
+# --- auth ---------------------------------------------------------------------------------------
 
 async def test_refusals_close_with_the_contract_codes(user, other_user, token):
     job = await make_job(user)
@@ -212,21 +505,37 @@ async def test_refusals_close_with_the_contract_codes(user, other_user, token):
     cases = [
         (f"/ws/jobs/{job.id}/", [], 4401),
         (f"/ws/jobs/{job.id}/", bearer("jc_wrong"), 4401),
+        (f"/ws/jobs/{job.id}/", [(b"authorization", b"Bearer ")], 4401),
+        (f"/ws/jobs/{job.id}/", [(b"authorization", token.encode())], 4401),  # no scheme
+        (f"/ws/jobs/{job.id}/?ticket=not-a-ticket", [], 4401),
         (f"/ws/jobs/{theirs.id}/", bearer(token), 4404),
+        (f"/ws/jobs/{theirs.id}/?after=0", bearer(token), 4404),
         (f"/ws/jobs/{uuid.uuid4()}/", bearer(token), 4404),
         ("/ws/jobs/not-a-uuid/", bearer(token), 4404),
         (f"/ws/jobs/{job.id}/?after=abc", bearer(token), 1008),
         ("/ws/nope/", bearer(token), 4404),
+        ("/ws/nope/", [], 4404),
+        (f"/ws/jobs/{job.id}/extra/", bearer(token), 4404),
     ]
     for path, headers, code in cases:
         ws = await connect(path, headers)
-        assert await closed_with(ws) == code, path
-    assert connections.total == 0 and not connections.per_user
+        assert await closed_with(ws) == code, (path, headers)
+        assert_no_open_connections()
+
+
+async def test_another_users_job_stays_invisible_even_after_it_finishes(user, other_user, token):
+    theirs = await make_job(other_user, "running")
+    await publish(theirs, progress(theirs, 1))
+    await finish_job(theirs)
+    for path in (f"/ws/jobs/{theirs.id}/", f"/ws/jobs/{theirs.id}/?after=0"):
+        ws = await connect(path, bearer(token))
+        assert await closed_with(ws) == 4404
 
 
 async def test_a_ticket_works_once(user):
     job = await make_job(user)
-    ticket, _ = await database_sync_to_async(ticket_create)(user)
+    ticket, expires_in = await database_sync_to_async(ticket_create)(user)
+    assert 0 < expires_in <= 60
     ws = await connect(f"/ws/jobs/{job.id}/?ticket={ticket}", [])
     assert (await receive(ws))["type"] == "snapshot"
     await ws.disconnect()
@@ -234,20 +543,53 @@ async def test_a_ticket_works_once(user):
     assert await closed_with(again) == 4401
 
 
-async def test_session_cookie_needs_an_allowed_origin(user):
-    job = await make_job(user)
+async def test_a_ticket_works_on_the_all_jobs_stream_and_with_after(user):
+    job = await make_job(user, "running")
+    await publish_progress(job, 2)
+    ticket, _ = await database_sync_to_async(ticket_create)(user)
+    ws = await connect(f"/ws/jobs/{job.id}/?after=1&ticket={ticket}", [])
+    assert await receive_seqs(ws, 1) == [2]
+    await ws.disconnect()
+    ticket, _ = await database_sync_to_async(ticket_create)(user)
+    ws = await connect(f"/ws/jobs/?ticket={ticket}", [])
+    assert (await receive(ws))["job"]["id"] == str(job.id)
+    await ws.disconnect()
+
+
+async def session_cookie(user) -> bytes:
     client = Client()
     await database_sync_to_async(client.force_login)(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    ok = await connect(f"/ws/jobs/{job.id}/", [(b"cookie", cookie), (b"origin", b"http://127.0.0.1:8000")])
-    assert (await receive(ok))["type"] == "snapshot"
-    await ok.disconnect()
-    for origin in ([(b"origin", b"http://evil.example")], []):
+    name = django_settings.SESSION_COOKIE_NAME
+    return f"{name}={client.cookies[name].value}".encode()
+
+
+async def test_session_cookie_needs_an_allowed_origin(user):
+    job = await make_job(user)
+    cookie = await session_cookie(user)
+    for origin in (b"http://127.0.0.1", b"http://127.0.0.1:8000", b"http://localhost:8000"):
+        ok = await connect(f"/ws/jobs/{job.id}/", [(b"cookie", cookie), (b"origin", origin)])
+        snapshot = await receive(ok)
+        assert snapshot["type"] == "snapshot" and snapshot["job"]["id"] == str(job.id), origin
+        await ok.disconnect()
+    for origin in ([(b"origin", b"http://evil.example")], [(b"origin", b"null")],
+                   [(b"origin", b"http://127.0.0.1.evil.example")], []):
         ws = await connect(f"/ws/jobs/{job.id}/", [(b"cookie", cookie), *origin])
-        assert await closed_with(ws) == 4401
+        assert await closed_with(ws) == 4401, origin
+    ws = await connect(f"/ws/jobs/{job.id}/", [(b"cookie", b"sessionid=forged"), (b"origin", b"http://127.0.0.1")])
+    assert await closed_with(ws) == 4401
 
 
-# --- client messages -------------------------------------------------------------------------
+async def test_session_cookie_on_the_all_jobs_stream(user):
+    job = await make_job(user)
+    cookie = await session_cookie(user)
+    ws = await connect("/ws/jobs/", [(b"cookie", cookie), (b"origin", b"http://127.0.0.1")])
+    assert (await receive(ws))["job"]["id"] == str(job.id)
+    await ws.disconnect()
+    ws = await connect("/ws/jobs/", [(b"cookie", cookie), (b"origin", b"http://evil.example")])
+    assert await closed_with(ws) == 4401
+
+
+# --- client messages ---------------------------------------------------------------------------
 
 async def test_cancel_over_the_socket(user, token):
     job = await make_job(user)
@@ -255,93 +597,319 @@ async def test_cancel_over_the_socket(user, token):
     assert (await receive(ws))["type"] == "snapshot"
     await ws.send_to(text_data='{"type": "cancel"}')
     messages, code = await events_until_close(ws)
-    assert messages[-1]["type"] == "state" and messages[-1]["state"] == "cancelled" and code == 1000
-    assert (await database_sync_to_async(Job.objects.get)(id=job.id)).state == "cancelled"
+    assert [(m["type"], m["seq"], m["state"]) for m in messages] == [("state", 1, "cancelled")]
+    assert code == 1000
+    row = await database_sync_to_async(Job.objects.get)(id=job.id)
+    assert row.state == "cancelled" and row.seq == 1 and row.finished_at is not None
 
 
-async def test_garbage_gets_error_messages_then_1008(user, token):
-    job = await make_job(user)
+async def test_cancel_of_a_running_job_is_requested_and_the_socket_waits_for_the_worker(user, token):
+    job = await make_job(user, "running")
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    assert (await receive(ws))["type"] == "snapshot"
+    await ws.send_to(text_data='{"type": "cancel"}')
+    assert await ws.receive_nothing(timeout=0.3)
+    row = await database_sync_to_async(Job.objects.get)(id=job.id)
+    assert row.state == "running" and row.cancel_requested
+    await finish_job(job, "cancelled")  # the worker noticed
+    messages, code = await events_until_close(ws)
+    assert [m["state"] for m in messages] == ["cancelled"] and code == 1000
+
+
+async def test_garbage_gets_error_messages_and_the_socket_stays_open(user, token):
+    job = await make_job(user, "running")
     ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
     await receive(ws)
     await ws.send_to(text_data="not json")
     error = await receive(ws)
-    assert error["type"] == "error" and error["code"] and error["detail"]
+    assert error["type"] == "error" and isinstance(error["code"], str) and error["code"]
+    assert isinstance(error["detail"], str) and error["detail"]
     await ws.send_to(bytes_data=b"\x00\x01")
-    assert (await receive(ws))["type"] == "error"
-    for text in ('{"type": "dance"}', "[]", '{"type": "cancel", "extra": 1}'):
-        await ws.send_to(text_data=text)
-    assert [(await receive(ws))["type"] for _ in range(2)] == ["error", "error"]
-    message = await receive(ws)
-    if message["type"] == "error":
-        message = await receive(ws)
-    assert message["type"] == "websocket.close" and message["code"] == 1008
+    binary_error = await receive(ws)
+    assert binary_error["type"] == "error" and binary_error["code"] and binary_error["detail"]
+    await publish(job, progress(job, 1))  # still open and streaming
+    assert await receive_seqs(ws, 1) == [1]
     await ws.disconnect()
 
 
-# --- /ws/jobs/ -------------------------------------------------------------------------------
+async def test_repeated_garbage_closes_with_1008(user, token):
+    job = await make_job(user)
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    await receive(ws)
+    garbage = ["not json", '{"type": "dance"}', "[]", '{"type": "cancel", "extra": 1}']
+    for text in garbage:
+        await ws.send_to(text_data=text)
+        assert (await receive(ws))["type"] == "error"
+    await ws.send_to(bytes_data=b"\xff")  # the fifth
+    last = await receive(ws)
+    assert last["type"] == "error"
+    assert await closed_with(ws) == 1008
+    assert (await database_sync_to_async(Job.objects.get)(id=job.id)).state == "queued"
 
-async def test_the_all_jobs_stream(user, other_user, token):
+
+async def test_messages_after_the_close_are_not_answered(user, token):
+    """A client that keeps sending (or events keep coming) after the 1008 close: nothing more is
+    sent on the closed socket, and the consumer still cleans up when the client goes."""
+    job = await make_job(user, "running")
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    await receive(ws)
+    for n in range(8):
+        await ws.send_to(text_data=f"garbage {n}")
+    messages = []
+    while (message := await receive(ws))["type"] != "websocket.close":
+        messages.append(message)
+    assert [m["type"] for m in messages] == ["error"] * 5 and message["code"] == 1008
+    await publish(job, progress(job, 1))
+    await ws.send_to(text_data='{"type": "cancel"}')
+    await asyncio.sleep(0.2)
+    assert await ws.receive_nothing(timeout=0.2)
+    await ws.disconnect(timeout=DISCONNECT_TIMEOUT)
+    row = await database_sync_to_async(Job.objects.get)(id=job.id)
+    assert not row.cancel_requested  # the cancel arrived after the close
+    assert_no_open_connections()
+
+
+async def test_a_finished_socket_ignores_a_late_cancel(user, token):
+    job = await make_job(user, "running")
+    ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
+    await finish_job(job)
+    assert (await receive(ws))["state"] == "succeeded"
+    close = await ws.receive_output(timeout=TIMEOUT)
+    assert close["type"] == "websocket.close" and close["code"] == 1000
+    await ws.send_to(text_data='{"type": "cancel"}')  # crossed the close on the wire
+    await asyncio.sleep(0.2)
+    assert await ws.receive_nothing(timeout=0.2)
+    await ws.disconnect(timeout=DISCONNECT_TIMEOUT)
+
+
+async def test_cancel_on_the_all_jobs_stream_is_an_error(user, token):
+    job = await make_job(user)
+    ws = await connect("/ws/jobs/", bearer(token))
+    assert (await receive(ws))["job"]["id"] == str(job.id)
+    await ws.send_to(text_data='{"type": "cancel"}')
+    error = await receive(ws)
+    assert error["type"] == "error" and error["code"] and error["detail"]
+    assert (await database_sync_to_async(Job.objects.get)(id=job.id)).state == "queued"
+    await ws.send_to(text_data="garbage")
+    assert (await receive(ws))["type"] == "error"
+    await ws.disconnect()
+
+
+# --- /ws/jobs/ --------------------------------------------------------------------------------
+
+async def test_the_all_jobs_stream(user, other_user, token, redis):
     queued = await make_job(user)
     running = await make_job(user, "running")
+    await publish(running, state_event(running, "running"))
+    await publish_progress(running, 2)
     await make_job(user, "succeeded")
+    await make_job(user, "cancelled")
     theirs = await make_job(other_user, "running")
+    theirs_queued = await make_job(other_user)
     ws = await connect("/ws/jobs/", bearer(token))
     snapshots = [await receive(ws), await receive(ws)]
-    assert {s["job"]["id"] for s in snapshots} == {str(queued.id), str(running.id)}
-    assert all(s["type"] == "snapshot" for s in snapshots)
+    assert all(s["type"] == "snapshot" and s["reset"] is False for s in snapshots)
+    by_id = {s["job"]["id"]: s["job"] for s in snapshots}
+    assert set(by_id) == {str(queued.id), str(running.id)}
+    assert by_id[str(running.id)]["seq"] == 3 and by_id[str(running.id)]["progress"]["current"] == 1
+    assert by_id[str(queued.id)]["state"] == "queued" and by_id[str(queued.id)]["seq"] == 0
+    assert await ws.receive_nothing(timeout=0.2)
 
     await publish(theirs, progress(theirs, 1))
-    await publish(running, progress(running, 1))
+    await publish(running, progress(running, 7))
     event = await receive(ws)
-    assert event["job_id"] == str(running.id) and event["seq"] == 1
+    assert event["type"] == "progress" and event["job_id"] == str(running.id) and event["seq"] == 4
 
     new, created = await database_sync_to_async(job_submit)(user, "demo.count", {"steps": 3})
     assert created
     announced = await receive(ws)
-    assert announced["type"] == "snapshot" and announced["job"]["id"] == str(new.id) and announced["job"]["state"] == "queued"
+    assert announced["type"] == "snapshot" and announced["job"]["id"] == str(new.id)
+    assert announced["job"]["state"] == "queued" and announced["job"]["seq"] == 0
+    assert announced["job"]["params"]["steps"] == 3
+
+    theirs_new, _ = await database_sync_to_async(job_submit)(other_user, "demo.count", {"steps": 3})
+    await publish(theirs_new, progress(theirs_new, 1))
+    await finish_job(theirs_queued, "cancelled")
     assert await ws.receive_nothing(timeout=0.3)
+
+    await publish(new, state_event(new, "running"))
+    await publish(queued, LogEvent(job_id=str(queued.id), ts=time.time(), message="q"))
+    await finish_job(running, "succeeded", result={"counted": 10})
+    received = [await receive(ws) for _ in range(3)]
+    assert [(m["job_id"], m["seq"], m["type"]) for m in received] == [
+        (str(new.id), 1, "state"), (str(queued.id), 1, "log"), (str(running.id), 5, "state")
+    ]
+    assert received[2]["state"] == "succeeded"
+    assert await ws.receive_nothing(timeout=0.3)  # a finished job does not close this stream
+    await publish(new, progress(new, 1))
+    assert (await receive(ws))["seq"] == 2
+    await ws.disconnect()
+    assert await group_members(redis, user_group(user.id)) == []
+
+
+async def test_the_all_jobs_stream_skips_what_its_snapshot_already_covers(user, token):
+    """Events published while the stream connects arrive once, after the snapshot that covers them."""
+    job = await make_job(user, "running")
+    await publish_progress(job, 5)
+    thread = publish_in_thread(job, 200)
+    try:
+        ws = await connect("/ws/jobs/", bearer(token))
+        snapshot = await receive(ws)
+        assert snapshot["type"] == "snapshot"
+        seqs, last = [], snapshot["job"]["seq"]
+        while last < 205:
+            seqs.append(last := (await receive(ws))["seq"])
+        assert seqs == list(range(snapshot["job"]["seq"] + 1, 206))
+        assert await ws.receive_nothing(timeout=0.2)
+        await ws.disconnect()
+    finally:
+        await asyncio.to_thread(thread.join)
+
+
+async def test_the_all_jobs_stream_of_a_user_without_jobs(user, token):
+    ws = await connect("/ws/jobs/", bearer(token))
+    assert await ws.receive_nothing(timeout=0.3)
+    job, _ = await database_sync_to_async(job_submit)(user, "demo.count", {"steps": 3})
+    assert (await receive(ws))["job"]["id"] == str(job.id)
     await ws.disconnect()
 
 
-# --- limits and health -----------------------------------------------------------------------
+async def test_the_all_jobs_stream_refusals(user, token):
+    for headers, code in (([], 4401), (bearer("jc_wrong"), 4401)):
+        ws = await connect("/ws/jobs/", headers)
+        assert await closed_with(ws) == code
 
-async def test_connection_limits(user, token, settings):
+
+# --- limits -------------------------------------------------------------------------------------
+
+async def test_connection_limits(user, other_user, token, settings):
     job = await make_job(user)
     settings.JOBCAST = {**settings.JOBCAST, "WS_MAX_CONNECTIONS_PER_USER": 1}
     first = await connect(f"/ws/jobs/{job.id}/", bearer(token))
     await receive(first)
-    second = await connect(f"/ws/jobs/{job.id}/", bearer(token))
-    assert await closed_with(second) == 4429
+    assert connections.total == 1 and connections.per_user[user.id] == 1
+    for path in (f"/ws/jobs/{job.id}/", "/ws/jobs/"):
+        second = await connect(path, bearer(token))
+        assert await closed_with(second) == 4429
+    bobs = await connect("/ws/jobs/", bearer(await database_sync_to_async(token_create)(other_user.username)))
+    assert await bobs.receive_nothing(timeout=0.2)  # the limit is per user
+    await bobs.disconnect()
+    assert connections.total == 1 and other_user.id not in connections.per_user
+
     settings.JOBCAST = {**settings.JOBCAST, "WS_MAX_CONNECTIONS_PER_USER": 100, "WS_MAX_CONNECTIONS": 1}
     third = await connect(f"/ws/jobs/{job.id}/", bearer(token))
     assert await closed_with(third) == 1013
     await first.disconnect()
-    assert connections.total == 0 and not connections.per_user and not connections.consumers
+    assert_no_open_connections()
+    again = await connect(f"/ws/jobs/{job.id}/", bearer(token))  # the slot is free again
+    assert (await receive(again))["type"] == "snapshot"
+    await again.disconnect()
+    assert_no_open_connections()
 
 
-async def test_draining_refuses_new_sockets_and_fails_readiness(user, token):
+async def test_refused_and_finished_sockets_give_their_slots_back(user, other_user, token):
+    job = await make_job(user, "running")
+    theirs = await make_job(other_user)
+    for path in (f"/ws/jobs/{theirs.id}/", f"/ws/jobs/{job.id}/?after=x", f"/ws/jobs/{uuid.uuid4()}/"):
+        ws = await connect(path, bearer(token))
+        await closed_with(ws)
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    await receive(ws)
+    await finish_job(job)
+    await events_until_close(ws)
+    assert_no_open_connections()
+
+
+async def test_a_client_that_vanishes_mid_stream_gives_its_slot_and_groups_back(user, token, redis):
+    """uvicorn raises ClientDisconnected on a send to a client that is gone (before the
+    consumer sees websocket.disconnect); the consumer must survive it and clean up."""
+    job = await make_job(user, "running")
+    server = ServerLike(application)
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token), server=server)
+    await receive(ws)
+    all_jobs_server = ServerLike(application)
+    all_jobs = await connect("/ws/jobs/", bearer(token), server=all_jobs_server)
+    await receive(all_jobs)
+    server.client_gone = all_jobs_server.client_gone = True
+    await publish_progress(job, 3)
+    await asyncio.sleep(0.3)  # the consumers tried to send
+    await ws.disconnect(code=1006, timeout=DISCONNECT_TIMEOUT)
+    await all_jobs.disconnect(code=1006, timeout=DISCONNECT_TIMEOUT)
+    assert_no_open_connections()
+    assert await group_members(redis, job_group(job.id)) == []
+    assert await group_members(redis, user_group(user.id)) == []
+
+
+async def test_a_consumer_that_is_cancelled_still_gives_its_slot_back(user, token):
     job = await make_job(user)
-    connections.draining = True
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    await receive(ws)
+    ws.future.cancel()  # e.g. the server shuts down without a disconnect message
+    with pytest.raises(asyncio.CancelledError):
+        await ws.future
+    assert_no_open_connections()
+
+
+async def test_draining_refuses_new_sockets_closes_open_ones_and_fails_readiness(user, token):
+    job = await make_job(user, "running")
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    await receive(ws)
     try:
-        ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
-        assert await closed_with(ws) == 1012
+        await drain_sockets(0)
+        close = await ws.receive_output(timeout=TIMEOUT)
+        assert close["type"] == "websocket.close" and close["code"] == 1012
+        await publish_progress(job, 2)  # events that arrive after the 1012: nothing more is sent
+        await asyncio.sleep(0.2)
+        assert await ws.receive_nothing(timeout=0.2)
+        await ws.disconnect(timeout=DISCONNECT_TIMEOUT)
+        refused = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+        assert await closed_with(refused) == 1012
         response = await HttpCommunicator(application, "GET", "/readyz").get_response(timeout=TIMEOUT)
         assert response["status"] == 503
     finally:
         connections.draining = False
+    assert_no_open_connections()
 
+
+# --- the ws tier's HTTP -------------------------------------------------------------------------
 
 async def test_health_endpoints(db):
-    for path in ("/healthz", "/readyz"):
-        response = await HttpCommunicator(application, "GET", path).get_response(timeout=TIMEOUT)
-        assert response["status"] == 200 and orjson.loads(response["body"])["status"] == "ok"
+    healthz = await HttpCommunicator(application, "GET", "/healthz").get_response(timeout=TIMEOUT)
+    assert healthz["status"] == 200 and orjson.loads(healthz["body"]) == {"status": "ok"}
+    readyz = await HttpCommunicator(application, "GET", "/readyz").get_response(timeout=TIMEOUT)
+    body = orjson.loads(readyz["body"])
+    assert readyz["status"] == 200 and body["status"] == "ok"
+    assert body["checks"] == {"database": "ok", "redis": "ok"}  # the ws tier needs both
+    missing = await HttpCommunicator(application, "GET", "/nope").get_response(timeout=TIMEOUT)
+    assert missing["status"] == 404 and orjson.loads(missing["body"])["detail"]
 
 
-async def test_long_lived_sockets_stay_in_their_groups(user, token, settings):
+async def test_readyz_fails_when_redis_does_not_answer(db, monkeypatch):
+    from jobcast.ws import health
+
+    class Down:
+        async def ping(self):
+            raise ConnectionError("down")
+
+    monkeypatch.setattr(health, "get_async_redis", lambda: Down())
+    response = await HttpCommunicator(application, "GET", "/readyz").get_response(timeout=TIMEOUT)
+    body = orjson.loads(response["body"])
+    assert response["status"] == 503 and body["checks"]["redis"].startswith("error")
+
+
+async def test_metrics_endpoint(db):
+    response = await HttpCommunicator(application, "GET", "/metrics").get_response(timeout=TIMEOUT)
+    assert response["status"] == 200 and b"jobcast_ws_connections" in response["body"]
+
+
+# --- long-lived sockets -------------------------------------------------------------------------
+
+async def test_long_lived_sockets_stay_in_their_groups(user, token):
     """A socket open longer than the layer's group expiry still gets events."""
     from jobcast.ws import membership
 
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["group_expiry"] = 2
+    config = django_settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    config["group_expiry"] = 2
     job = await make_job(user, "running")
     ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
     try:
@@ -349,7 +917,7 @@ async def test_long_lived_sockets_stay_in_their_groups(user, token, settings):
         await publish(job, progress(job, 1))
         assert (await receive(ws))["seq"] == 1
     finally:
-        settings.CHANNEL_LAYERS["default"]["CONFIG"]["group_expiry"] = 86400
+        config["group_expiry"] = 86400
         for task in list(membership._refreshers.values()):
             task.cancel()
         await ws.disconnect()

@@ -85,8 +85,10 @@ def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> t
 
 
 def _announce(job: Job) -> None:
-    enqueue_job(job.id)
+    # The snapshot first: a fast worker's `running` event must not reach the owner's
+    # streams before the job itself does.
     notify_user_snapshot(job.owner_id, job_document(job))
+    enqueue_job(job.id)
 
 
 def job_cancel(user, job_id) -> Job:
