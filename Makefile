@@ -47,7 +47,7 @@ bench: $(INSTALLED)
 	@scripts/system-deps test
 	$(PY) -m pip install -q -e '.[dev,embedded,bench]'
 	$(PY) bench/publish_path.py
-	$(PY) -m bench.compare
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) .jobcast *.egg-info .pytest_cache

@@ -1,4 +1,5 @@
-"""Stock consumer: join group job_<id>, forward every event (the Channels tutorial's pattern)."""
+"""Stock ASGI app: Django for HTTP, and a consumer that joins group job_<id> and forwards every
+event (the Channels tutorial's chat consumer, as celery-progress's websocket mode uses it)."""
 
 import os
 
@@ -12,6 +13,7 @@ import json  # noqa: E402
 
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
 from django.urls import path  # noqa: E402
 
 
@@ -24,8 +26,11 @@ class ProgressConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def job_progress(self, event):
+    async def job_event(self, event):
         await self.send(text_data=json.dumps(event["data"]))
 
 
-application = ProtocolTypeRouter({"websocket": URLRouter([path("ws/jobs/<str:job_id>/", ProgressConsumer.as_asgi())])})
+application = ProtocolTypeRouter({
+    "http": get_asgi_application(),
+    "websocket": URLRouter([path("ws/jobs/<str:job_id>/", ProgressConsumer.as_asgi())]),
+})
