@@ -32,16 +32,17 @@ def main(events: int = 1000, rounds: int = 5) -> None:
 
         django_setup()
         from asgiref.sync import async_to_sync
-        from channels.layers import get_channel_layer
+        from channels_redis.core import RedisChannelLayer
 
         from jobcast.events.groups import job_group
         from jobcast.events.publisher import publish_event
         from jobcast.events.schema import ProgressEvent
         from jobcast.redis_client import get_redis
 
-        layer = get_channel_layer()
+        # The stock path is the Channels docs' default layer, channels-redis's core
+        # RedisChannelLayer, with one watching channel in the group.
+        layer = RedisChannelLayer(hosts=[server.url], capacity=100_000)  # no round reaches it
         job_id = "00000000-0000-0000-0000-000000000001"
-        # One watching socket, so both paths fan out to one channel.
         watcher = async_to_sync(layer.new_channel)()
         async_to_sync(layer.group_add)(job_group(job_id), watcher)
         redis = get_redis()

@@ -14,6 +14,7 @@ import time
 import orjson
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.consumer import get_handler_name
 from pydantic import ValidationError
 
 from jobcast.errors import ApiError
@@ -29,7 +30,7 @@ from jobcast.metrics import event_latency, ws_messages_sent, ws_slow_reader_clos
 from jobcast.redis_client import get_async_redis
 from jobcast.ws.auth import authenticate, query_params
 from jobcast.ws.limits import connections
-from jobcast.ws.membership import ensure_refresher
+from jobcast.ws.resync import ensure_sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,18 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
             # A consumer that ends without websocket.disconnect (an exception, a cancelled
             # task) still gives back its connection slot and its group memberships.
             await self.release()
+
+    async def dispatch(self, message):
+        """Call the message's handler, without Channels' per-message database clean-up.
+
+        Channels 4.2+ runs `close_old_connections` in a worker thread before every message:
+        a thread hop per event per socket, on the hot path. This consumer touches the
+        database only through `database_sync_to_async`, which does that clean-up itself.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def close(self, code=None, reason=None):
         """Close once; the ASGI server raises on anything sent after websocket.close."""
@@ -90,10 +103,10 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         return True
 
     async def join(self, group: str) -> None:
-        """Join a group (awaited: membership is in Redis before history is read)."""
+        """Join a group (awaited: the process's SUBSCRIBE is sent before history is read)."""
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups = [*self.groups, group]
-        ensure_refresher(self.channel_layer)
+        ensure_sweeper(self.channel_layer)
 
     async def disconnect(self, code):
         await self.release()
@@ -107,7 +120,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         for group in groups:
             try:
                 await self.channel_layer.group_discard(group, self.channel_name)
-            except Exception:  # noqa: BLE001 - the membership expires with the layer's group_expiry
+            except Exception:  # noqa: BLE001 - at worst the process stays subscribed to an empty group
                 logger.warning("could not leave %s", group, exc_info=True)
 
     async def send_error(self, code: str, detail: str) -> None:
@@ -154,6 +167,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
 class JobConsumer(_JobcastConsumer):
     """`/ws/jobs/{id}/?after=N`: one job's events, in order, no gap, no duplicate."""
 
+    resumable = True  # the resync sweeper (jobcast.ws.resync) watches this kind of socket
     job: Job | None = None
     last_seq = 0
     finished = False
@@ -246,6 +260,11 @@ class JobConsumer(_JobcastConsumer):
         if is_terminal_event(message["text"]):
             await self.finish()
 
+    async def job_resync(self, message):
+        """Events may have been missed (a full queue, a lost pub/sub message): catch up."""
+        if not (self.finished or self.closed):
+            await self.repair_gap()
+
     async def repair_gap(self) -> None:
         """Fetch the events this socket missed from history; 4408 when they are gone."""
         history = await read_history_async(get_async_redis(), self.job.id, self.last_seq)
@@ -296,6 +315,12 @@ class UserJobsConsumer(_JobcastConsumer):
     async def job_snapshot(self, message):
         """A new job of this user."""
         await self.send_text(message["text"], "snapshot")
+
+    async def job_resync(self, message):
+        """This stream has no replay: a reader too slow to keep its queue is closed with 4408."""
+        if not self.closed:
+            ws_slow_reader_closes.inc()
+            await self.close(code=4408)
 
 
 class NoSuchEndpoint(AsyncWebsocketConsumer):

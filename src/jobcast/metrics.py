@@ -29,6 +29,10 @@ http_request_duration = Histogram(
 # ws tier
 ws_connections = Gauge("jobcast_ws_connections", "Open WebSocket connections", multiprocess_mode="livesum")
 ws_messages_sent = Counter("jobcast_ws_messages_sent_total", "Messages sent to WebSocket clients", ["type"])
+ws_messages_dropped = Counter(
+    "jobcast_ws_messages_dropped_total",
+    "Live events not queued for a socket whose queue was full (it catches up from history)",
+)
 ws_slow_reader_closes = Counter("jobcast_ws_slow_reader_closes_total", "Sockets closed with 4408 (too slow a reader)")
 event_latency = Histogram(
     "jobcast_event_latency_seconds", "Time from the worker's publish to the WebSocket send", buckets=LATENCY_BUCKETS
@@ -36,9 +40,6 @@ event_latency = Histogram(
 
 # publisher (worker and web)
 events_published = Counter("jobcast_events_published_total", "Job events published", ["type"])
-events_dropped = Counter(
-    "jobcast_events_dropped_total", "Event copies not queued for a ws process whose channel queue was full"
-)
 
 # worker tier
 jobs_finished = Counter("jobcast_jobs_total", "Jobs that reached a terminal state", ["kind", "state"])

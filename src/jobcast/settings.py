@@ -90,13 +90,15 @@ REDIS_URL = env.redis_url or "redis://127.0.0.1:6379/0"
 def channel_layer_host(url: str) -> dict:
     """The channel layer's connection settings for the Redis at `url`.
 
-    channels-redis receives with a blocking BZPOPMIN of up to 5 s; redis-py 8 also
-    defaults to a 5 s socket timeout, so an idle socket's receive would time out and kill
-    its consumer. The read timeout is therefore well above the blocking time.
+    redis-py 8 defaults to a 5 s socket timeout; the ws tier's pub/sub connection is
+    quiet whenever no watched job publishes, so its read timeout is well above that
+    (the layer polls with a 0.1 s timeout of its own).
     """
     return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True}
 
 
+# The pub/sub layer (jobcast.events.layer, docs/events.md): one Redis pub/sub channel per
+# group, local per-socket queues of at most `capacity` messages.
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "jobcast.events.layer.JobcastChannelLayer",
@@ -104,8 +106,6 @@ CHANNEL_LAYERS = {
             "hosts": [channel_layer_host(REDIS_URL)],
             "prefix": "asgi",
             "capacity": env.jobcast_channel_capacity,
-            "expiry": 60,
-            "group_expiry": 86400,
         },
     }
 }
@@ -147,5 +147,6 @@ JOBCAST = {
     "WS_MAX_CONNECTIONS": env.jobcast_ws_max_connections,
     "WS_MAX_CONNECTIONS_PER_USER": env.jobcast_ws_max_connections_per_user,
     "WS_PING_INTERVAL": env.jobcast_ws_ping_interval,
+    "WS_RESYNC_SECONDS": env.jobcast_ws_resync_seconds,
 }
 CSRF_FAILURE_VIEW = "jobcast.web.views.csrf_failure"

@@ -157,9 +157,17 @@ def assert_no_open_connections():
     assert not connections.consumers
 
 
-async def group_members(redis, group: str) -> list[bytes]:
-    prefix = django_settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
-    return await asyncio.to_thread(redis.zrange, f"{prefix}:group:{group}", 0, -1)
+def group_members(group: str) -> list[str]:
+    """This process's sockets in a group (the pub/sub layer keeps membership in the process)."""
+    loop_layer = get_channel_layer()._get_layer()
+    return sorted(loop_layer.groups.get(loop_layer._get_group_channel_name(group), ()))
+
+
+async def subscribed_processes(redis, group: str) -> int:
+    """How many pub/sub connections Redis has subscribed to a group's channel."""
+    channel = get_channel_layer()._get_layer()._get_group_channel_name(group)
+    ((_, count),) = await asyncio.to_thread(redis.pubsub_numsub, channel)
+    return count
 
 
 @pytest.fixture(autouse=True)
@@ -183,15 +191,12 @@ def token(user):
 
 @pytest.fixture
 def capacity():
-    """Set the channel layer's per-process queue capacity for one test (restored afterwards)."""
-    config = django_settings.CHANNEL_LAYERS["default"]["CONFIG"]
-    original = config["capacity"]
+    """Set the queue capacity of sockets opened from now on in this test's event loop."""
 
     def set_capacity(value: int) -> None:
-        config["capacity"] = value
+        get_channel_layer()._get_layer().capacity = value
 
-    yield set_capacity
-    config["capacity"] = original
+    return set_capacity
 
 
 # --- /ws/jobs/{id}/ without after ---------------------------------------------------------------
@@ -434,22 +439,61 @@ async def test_a_finished_row_whose_terminal_event_is_still_on_its_way(user, tok
 
 # --- gaps ---------------------------------------------------------------------------------------
 
-async def test_a_gap_from_a_full_channel_queue_is_repaired_from_history(user, token, capacity):
+async def test_a_socket_whose_queue_overflowed_catches_up_from_history(user, token, capacity):
+    from prometheus_client import REGISTRY
+
     job = await make_job(user, "running")
+    capacity(2)
     ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
     await publish(job, progress(job, 0))
     assert await receive_seqs(ws, 1) == [1]  # the socket is in its group
-    capacity(2)
+    dropped = REGISTRY.get_sample_value("jobcast_ws_messages_dropped_total") or 0
     # Published from the event loop's own thread on purpose: the consumer cannot read
-    # meanwhile, so its process's channel queue (capacity 2) overflows.
-    results = [publish_event(progress(job, n), job.owner_id) for n in range(1, 7)]
-    capacity(1000)
-    assert sum(r.dropped for r in results) >= 3
-    await publish(job, progress(job, 7))  # the next live event reveals the gap
-    assert await receive_seqs(ws, 7) == [2, 3, 4, 5, 6, 7, 8]
-    assert await ws.receive_nothing(timeout=0.3)  # no duplicates of the queued ones
-    await publish(job, progress(job, 8))
-    assert await receive_seqs(ws, 1) == [9]
+    # meanwhile, so its queue (capacity 2) overflows once the loop runs again.
+    for n in range(1, 7):
+        publish_event(progress(job, n), job.owner_id)
+    # Two queued events, then the resync marker: the rest comes from history, with no
+    # further live event needed to reveal the gap.
+    assert await receive_seqs(ws, 6) == [2, 3, 4, 5, 6, 7]
+    assert await ws.receive_nothing(timeout=0.3)  # no duplicates
+    assert REGISTRY.get_sample_value("jobcast_ws_messages_dropped_total") >= dropped + 3
+    await publish(job, progress(job, 7))
+    assert await receive_seqs(ws, 1) == [8]
+    await ws.disconnect()
+
+
+async def test_a_lost_last_event_reaches_the_socket_through_the_sweeper(user, token, settings):
+    """Pub/sub keeps nothing: an event lost on the way (here: the socket out of its group
+    while it is published) and followed by nothing still arrives, from history."""
+    settings.JOBCAST = {**settings.JOBCAST, "WS_RESYNC_SECONDS": 0.2}
+    job = await make_job(user, "running")
+    layer = get_channel_layer()
+    ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
+    await publish(job, progress(job, 1))
+    assert await receive_seqs(ws, 1) == [1]
+    (channel,) = group_members(job_group(job.id))
+    await layer.group_discard(job_group(job.id), channel)
+    await finish_job(job, "succeeded", result={"counted": 10})  # seq 2, the last
+    await layer.group_add(job_group(job.id), channel)
+    messages, code = await events_until_close(ws)
+    assert [(m["seq"], m["state"]) for m in messages] == [(2, "succeeded")] and code == 1000
+
+
+async def test_a_socket_that_is_receiving_is_never_nudged(user, token, settings):
+    from jobcast.ws.resync import sweep_once
+
+    job = await make_job(user, "running")
+    layer = get_channel_layer()
+    ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
+    await publish(job, progress(job, 1))
+    assert await receive_seqs(ws, 1) == [1]
+    (consumer,) = [c for c in connections.consumers]
+    seen = {}
+    assert await sweep_once(layer, seen) == 0 and seen == {}  # up to date: nothing noted
+    consumer.last_seq = 0  # pretend it is behind, as if seq 1 were still on its way
+    assert await sweep_once(layer, seen) == 0 and seen == {consumer: 0}  # noted, not nudged yet
+    consumer.last_seq = 1  # it moved on: the note is dropped
+    assert await sweep_once(layer, seen) == 0 and seen == {}
     await ws.disconnect()
 
 
@@ -461,7 +505,7 @@ async def test_missed_events_out_of_order_and_duplicates_are_repaired(user, toke
     assert (await receive(ws))["job"]["seq"] == 0
     await publish(job, progress(job, 1))
     assert await receive_seqs(ws, 1) == [1]
-    (channel,) = [m.decode() for m in await group_members(redis, job_group(job.id))]
+    (channel,) = group_members(job_group(job.id))
 
     await layer.group_discard(job_group(job.id), channel)  # 2 and 3 never reach this socket live
     await publish(job, progress(job, 2))
@@ -474,7 +518,7 @@ async def test_missed_events_out_of_order_and_duplicates_are_repaired(user, toke
 
     duplicate = {"type": "job.event", "text": orjson.dumps(repaired[1]).decode(), "seq": 3,
                  "job_id": str(job.id), "event": "log", "ts": time.time()}
-    await layer.send(channel, duplicate)
+    layer._get_layer().channels[channel].put_nowait(layer.serialize(duplicate))
     await publish(job, progress(job, 5))
     assert await receive_seqs(ws, 1) == [5]
     assert await ws.receive_nothing(timeout=0.2)
@@ -488,13 +532,14 @@ async def test_a_gap_that_history_no_longer_has_closes_with_4408(user, token, re
     ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
     await publish(job, progress(job, 1))
     assert await receive_seqs(ws, 1) == [1]
-    (channel,) = [m.decode() for m in await group_members(redis, job_group(job.id))]
+    (channel,) = group_members(job_group(job.id))
     await layer.group_discard(job_group(job.id), channel)
     await publish_progress(job, 5)  # 2..6; history keeps 4..6
     await layer.group_add(job_group(job.id), channel)
     await publish(job, progress(job, 7))
     assert await closed_with(ws) == 4408
-    assert await group_members(redis, job_group(job.id)) == []
+    assert group_members(job_group(job.id)) == []
+    assert await subscribed_processes(redis, job_group(job.id)) == 0
 
 
 # --- auth ---------------------------------------------------------------------------------------
@@ -744,7 +789,8 @@ async def test_the_all_jobs_stream(user, other_user, token, redis):
     await publish(new, progress(new, 1))
     assert (await receive(ws))["seq"] == 2
     await ws.disconnect()
-    assert await group_members(redis, user_group(user.id)) == []
+    assert group_members(user_group(user.id)) == []
+    assert await subscribed_processes(redis, user_group(user.id)) == 0
 
 
 async def test_the_all_jobs_stream_skips_what_its_snapshot_already_covers(user, token):
@@ -836,8 +882,9 @@ async def test_a_client_that_vanishes_mid_stream_gives_its_slot_and_groups_back(
     await ws.disconnect(code=1006, timeout=DISCONNECT_TIMEOUT)
     await all_jobs.disconnect(code=1006, timeout=DISCONNECT_TIMEOUT)
     assert_no_open_connections()
-    assert await group_members(redis, job_group(job.id)) == []
-    assert await group_members(redis, user_group(user.id)) == []
+    assert group_members(job_group(job.id)) == [] and group_members(user_group(user.id)) == []
+    assert await subscribed_processes(redis, job_group(job.id)) == 0
+    assert await subscribed_processes(redis, user_group(user.id)) == 0
 
 
 async def test_a_consumer_that_is_cancelled_still_gives_its_slot_back(user, token):
@@ -902,22 +949,3 @@ async def test_metrics_endpoint(db):
     assert response["status"] == 200 and b"jobcast_ws_connections" in response["body"]
 
 
-# --- long-lived sockets -------------------------------------------------------------------------
-
-async def test_long_lived_sockets_stay_in_their_groups(user, token):
-    """A socket open longer than the layer's group expiry still gets events."""
-    from jobcast.ws import membership
-
-    config = django_settings.CHANNEL_LAYERS["default"]["CONFIG"]
-    config["group_expiry"] = 2
-    job = await make_job(user, "running")
-    ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
-    try:
-        await asyncio.sleep(3.5)  # past the expiry; the refresher runs every 0.5 s
-        await publish(job, progress(job, 1))
-        assert (await receive(ws))["seq"] == 1
-    finally:
-        config["group_expiry"] = 86400
-        for task in list(membership._refreshers.values()):
-            task.cancel()
-        await ws.disconnect()

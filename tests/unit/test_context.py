@@ -19,7 +19,7 @@ class RecordingPublisher:
     def __call__(self, event, owner_id, **kwargs):
         with self.lock:
             self.events.append(event)
-            return Published(len(self.events), 1, 0)
+            return Published(len(self.events), 1)
 
 
 def make_ctx(rate=0.0, cancelled=lambda: False, publisher=None):

@@ -1,27 +1,150 @@
-"""jobcast's channel layer: channels-redis's core layer with a pool that waits instead of failing.
+"""jobcast's channel layer: channels-redis's pub/sub layer with bounded, process-local socket queues.
 
-redis-py's asyncio pool holds at most 100 connections and raises "Too many connections"
-beyond them; a storm of handshakes or disconnects (1,000 sockets at once) then fails its
-`group_add`/`group_discard` calls, leaving refused sockets and stale group members. A
-blocking pool queues those calls for a free connection instead (bench F shows the
-difference).
+Why the pub/sub layer rather than channels-redis's core layer (docs/events.md, measured in
+docs/benchmarks.md): a group is one Redis pub/sub channel, so a published event reaches each
+ws process once, over the one connection that process holds, and is handed to its watching
+sockets in memory. The core layer instead pops every message with its own round trip and
+wakes each receiving consumer through locks and helper tasks; in bench B that receive path
+was a third of the ws process's CPU. Nothing is stored per member in Redis either, so sockets
+that vanish leave nothing behind and no membership needs refreshing.
+
+Three changes to the stock pub/sub layer, all for jobcast's delivery rule:
+- `group_add` returns once Redis has processed the process's SUBSCRIBE (a PING sent after
+  it on the same connection has come back), so a socket that joins, then reads history,
+  misses nothing in between; the stock layer returns as soon as the command is written.
+- A socket's own channel lives only in its process (jobcast never sends to one socket from
+  elsewhere), so opening a socket costs no SUBSCRIBE.
+- Each socket's queue is bounded (`capacity`). When a slow socket's queue is full, new
+  messages are dropped for it and one `job.resync` message is queued instead: the consumer
+  then catches up from the job's history, or closes with 4408 when history no longer
+  reaches back (services/ws/consumers.py). `nudge()` queues the same message on purpose.
 """
 
 from __future__ import annotations
 
-import redis.asyncio
-from channels_redis.core import RedisChannelLayer
+import asyncio
+import logging
+from collections import deque
 
-POOL_CONNECTIONS = 100  # per ws process and Redis host
-POOL_WAIT_SECONDS = 30  # how long a call waits for a connection before it fails
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
+from channels_redis.utils import _wrap_close
+
+from jobcast.metrics import ws_messages_dropped
+
+logger = logging.getLogger(__name__)
+
+RESYNC = {"type": "job.resync"}  # "you may have missed events: catch up from history"
+CONFIRM_PING = b"jobcast-subscribed"
+# A SUBSCRIBE not confirmed in this time (Redis unreachable) is not waited for longer: the
+# socket goes on, and the resync sweeper (jobcast.ws.resync) covers what it may miss.
+CONFIRM_SECONDS = 5
 
 
-class JobcastChannelLayer(RedisChannelLayer):
-    """RedisChannelLayer whose connection pools block when exhausted."""
+class SocketQueue(asyncio.Queue):
+    """One socket's messages: at most `capacity`, then one resync marker until it is read."""
 
-    def create_pool(self, index):
-        host = dict(self.hosts[index])
-        address = host.pop("address")
-        return redis.asyncio.BlockingConnectionPool.from_url(
-            address, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_SECONDS, **host
-        )
+    def __init__(self, capacity: int, marker: bytes):
+        super().__init__()
+        self.capacity = capacity
+        self.marker = marker
+        self.marker_queued = False
+
+    def put_nowait(self, item) -> None:
+        if self.qsize() >= self.capacity:
+            ws_messages_dropped.inc()
+            self.queue_marker()
+            return
+        super().put_nowait(item)
+
+    def queue_marker(self) -> None:
+        """Queue the resync marker, unless one is already waiting to be read."""
+        if not self.marker_queued:
+            self.marker_queued = True
+            super().put_nowait(self.marker)
+
+    def _get(self):
+        item = super()._get()
+        if item is self.marker:
+            self.marker_queued = False
+        return item
+
+
+class ConfirmedShardConnection(RedisSingleShardConnection):
+    """A shard's pub/sub connection whose subscribe() waits until Redis has processed it."""
+
+    def __init__(self, host, channel_layer):
+        super().__init__(host, channel_layer)
+        self._confirmed: dict[str, asyncio.Future] = {}  # channel -> done once subscribed
+        self._pongs: deque[asyncio.Future] = deque()  # confirmations in the order their PINGs went
+
+    async def subscribe(self, channel):
+        async with self._lock:
+            confirmed = self._confirmed.get(channel)
+            if confirmed is None:
+                self._ensure_redis()
+                self._ensure_receiver()
+                await self._pubsub.subscribe(channel)
+                self._subscribed_to.add(channel)
+                confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
+                self._pongs.append(confirmed)
+                await self._pubsub.ping(CONFIRM_PING)  # answered after the SUBSCRIBE, on this connection
+        try:
+            await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_SECONDS)
+        except TimeoutError:
+            logger.warning("SUBSCRIBE %s not confirmed within %s s", channel, CONFIRM_SECONDS)
+
+    async def unsubscribe(self, channel):
+        async with self._lock:
+            self._confirmed.pop(channel, None)
+            if channel in self._subscribed_to:
+                self._ensure_redis()
+                self._ensure_receiver()
+                await self._pubsub.unsubscribe(channel)
+                self._subscribed_to.remove(channel)
+
+    async def flush(self):
+        await super().flush()
+        self._confirmed.clear()
+        self._pongs.clear()
+
+    def _receive_message(self, message):
+        if message is not None and message["type"] == "pong":
+            if message["data"] == CONFIRM_PING and self._pongs:
+                confirmed = self._pongs.popleft()
+                if not confirmed.done():
+                    confirmed.set_result(None)
+            return
+        super()._receive_message(message)
+
+
+class JobcastLoopLayer(RedisPubSubLoopLayer):
+    """The per-event-loop half of the layer: confirmed subscriptions, local bounded socket queues."""
+
+    def __init__(self, *args, capacity: int = 1000, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._shards = [ConfirmedShardConnection(shard.host, self) for shard in self._shards]
+        self.capacity = capacity
+        self.resync_marker = self.channel_layer.serialize(RESYNC)
+
+    async def _subscribe_to_channel(self, channel):
+        # Called for new_channel(): the socket's channel is local, so no Redis SUBSCRIBE.
+        self.channels[channel] = SocketQueue(self.capacity, self.resync_marker)
+
+    def nudge(self, channel: str) -> None:
+        """Tell one local socket to catch up from history (no-op for an unknown channel)."""
+        queue = self.channels.get(channel)
+        if queue is not None:
+            queue.queue_marker()
+
+
+class JobcastChannelLayer(RedisPubSubChannelLayer):
+    """RedisPubSubChannelLayer whose loop layers are JobcastLoopLayer."""
+
+    def _get_layer(self):
+        loop = asyncio.get_running_loop()
+        layer = self._layers.get(loop)
+        if layer is None:
+            layer = JobcastLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+        return layer

@@ -1,16 +1,16 @@
 -- Publish one job event in one round trip (docs/events.md):
 -- assign seq, append to history, update the live snapshot, fan out to the groups.
 --
--- The fan-out writes channels_redis.core.RedisChannelLayer's own storage format
--- (group sorted sets, per-process channel sorted sets, msgpack message with a
--- 12-byte prefix and __asgi_channel__), so the ws tier receives with the stock layer.
+-- The fan-out is channels_redis.pubsub.RedisPubSubChannelLayer's group_send: one
+-- PUBLISH per group, to the group's pub/sub channel, of the msgpack-encoded message, so
+-- the ws tier receives with that layer (jobcast.events.layer).
 -- tests/integration/test_publisher.py pins this against the installed channels_redis.
 --
--- KEYS: 1 seq, 2 history stream, 3 live hash, 4.. group sorted sets
+-- KEYS: 1 seq, 2 history stream, 3 live hash
 -- ARGV: 1 event JSON without seq, 2 event type, 3 history maxlen, 4 key ttl,
---       5 now, 6 group expiry, 7 channel message expiry, 8 channel capacity,
---       9 channel layer prefix, 10 job id, 11 the event's ts (for the ws tier's latency metric),
---       12 the highest seq the caller knows the job had (from the job row or the running job)
+--       5 job id, 6 the event's ts (for the ws tier's latency metric),
+--       7 the highest seq the caller knows the job had (from the job row or the running job),
+--       8.. the groups' pub/sub channel names
 --
 -- A 'snapshot' (a job's first appearance on its owner's streams) is not one of the
 -- job's events: it gets no seq and no history, only the fan-out.
@@ -23,7 +23,7 @@ if ARGV[2] ~= 'snapshot' then
   -- the highest seq the publisher knows, so seqs never repeat: resuming clients then
   -- get a reset snapshot instead of events they would take for duplicates.
   if redis.call('EXISTS', KEYS[1]) == 0 then
-    redis.call('SET', KEYS[1], ARGV[12])
+    redis.call('SET', KEYS[1], ARGV[7])
   end
   seq = redis.call('INCR', KEYS[1])
   text = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
@@ -38,46 +38,11 @@ if ARGV[2] ~= 'snapshot' then
   redis.call('EXPIRE', KEYS[3], ttl)
 end
 
-local now = tonumber(ARGV[5])
-local group_expiry = tonumber(ARGV[6])
-local expiry = tonumber(ARGV[7])
-local capacity = tonumber(ARGV[8])
-local prefix = ARGV[9]
-
--- Channels of one ws process share one sorted set ("specific.<id>!"): one message each.
-local by_key = {}
-local order = {}
-for g = 4, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[g], 0, math.floor(now) - group_expiry)
-  local members = redis.call('ZRANGE', KEYS[g], 0, -1)
-  for _, channel in ipairs(members) do
-    local bang = string.find(channel, '!', 1, true)
-    local key = prefix .. (bang and string.sub(channel, 1, bang) or channel)
-    if not by_key[key] then
-      by_key[key] = {}
-      table.insert(order, key)
-    end
-    table.insert(by_key[key], channel)
-  end
+local message = cmsgpack.pack({
+  type = message_type, text = text, seq = seq, job_id = ARGV[5], event = ARGV[2], ts = tonumber(ARGV[6]),
+})
+local receivers = 0  -- ws processes with a socket in one of the groups
+for g = 8, #ARGV do
+  receivers = receivers + redis.call('PUBLISH', ARGV[g], message)
 end
-
-local delivered = 0
-local dropped = 0
--- Zero-padded seq keeps one job's events in order when two share a score.
-local member_prefix = string.format('%012d', seq % 1000000000000)
-for _, key in ipairs(order) do
-  redis.call('ZREMRANGEBYSCORE', key, 0, math.floor(now) - expiry)
-  if redis.call('ZCARD', key) < capacity then
-    local message = cmsgpack.pack({
-      type = message_type, text = text, seq = seq, job_id = ARGV[10],
-      event = ARGV[2], ts = tonumber(ARGV[11]),
-      __asgi_channel__ = by_key[key],
-    })
-    redis.call('ZADD', key, now, member_prefix .. message)
-    redis.call('EXPIRE', key, expiry)
-    delivered = delivered + 1
-  else
-    dropped = dropped + 1
-  end
-end
-return {seq, delivered, dropped}
+return {seq, receivers}

@@ -8,7 +8,6 @@ Callers inside a database transaction use `publish_event_on_commit`.
 
 from __future__ import annotations
 
-import time
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -18,7 +17,7 @@ from django.db import transaction
 
 from jobcast.events.groups import history_key, job_group, live_key, seq_key, user_group
 from jobcast.events.schema import Event, SnapshotMessage
-from jobcast.metrics import events_dropped, events_published
+from jobcast.metrics import events_published
 from jobcast.redis_client import get_redis
 
 # A running job's keys live this long after its latest event, so a job whose worker
@@ -28,8 +27,7 @@ LIVE_KEY_TTL = 7 * 86400
 
 class Published(NamedTuple):
     seq: int
-    delivered: int  # ws processes the event was queued for
-    dropped: int  # ws processes whose channel queue was full (their sockets catch up from history)
+    receivers: int  # ws processes that had a socket in the job's or the owner's group
 
 
 @lru_cache(maxsize=1)
@@ -38,37 +36,29 @@ def _publish_script():
     return get_redis().register_script(source)
 
 
-def _layer_config() -> dict:
-    return settings.CHANNEL_LAYERS["default"]["CONFIG"]
+def _group_channel(group: str) -> str:
+    """The pub/sub channel of a group, as RedisPubSubChannelLayer names it."""
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
+    return f"{prefix}__group__{group}"
 
 
 def _run_script(job_id, owner_id, message_type: str, body: str, ttl: int, ts: float = 0.0,
                 seq_floor: int = 0) -> Published:
-    config = _layer_config()
-    layer_prefix = config.get("prefix", "asgi")
     groups = [user_group(owner_id)] if message_type == "snapshot" else [job_group(job_id), user_group(owner_id)]
     result = _publish_script()(
-        keys=[seq_key(job_id), history_key(job_id), live_key(job_id)]
-        + [f"{layer_prefix}:group:{group}" for group in groups],
+        keys=[seq_key(job_id), history_key(job_id), live_key(job_id)],
         args=[
             body,
             message_type,
             settings.JOBCAST["HISTORY_MAXLEN"],
             ttl,
-            repr(time.time()),
-            config.get("group_expiry", 86400),
-            config.get("expiry", 60),
-            config.get("capacity", 100),
-            layer_prefix,
             str(job_id),
             repr(ts),
             int(seq_floor),
+            *(_group_channel(group) for group in groups),
         ],
     )
-    published = Published(*(int(x) for x in result))
-    if published.dropped:
-        events_dropped.inc(published.dropped)
-    return published
+    return Published(*(int(x) for x in result))
 
 
 def publish_event(event: Event, owner_id, *, terminal: bool = False, seq_floor: int = 0) -> Published:

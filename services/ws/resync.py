@@ -1,0 +1,77 @@
+"""The safety net under pub/sub delivery: sockets that fell behind and heard nothing since catch up.
+
+Redis pub/sub does not keep messages: one published while a ws process's connection was
+down (it reconnects and subscribes again by itself), or in the instant between a socket's
+SUBSCRIBE and its history read, reaches none of that process's sockets. The next live
+event shows the gap and the socket repairs it from history; but when nothing follows (the
+lost event was the job's last) the socket would wait forever. So every
+JOBCAST_WS_RESYNC_SECONDS one task per ws process reads the latest seq of the jobs its
+sockets watch (one pipelined round trip) and nudges each socket that is behind it and has
+not moved since the previous round; the socket then catches up from history
+(docs/events.md). A socket that is receiving never gets nudged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+
+from django.conf import settings
+
+from jobcast.events.groups import live_key
+from jobcast.redis_client import get_async_redis
+from jobcast.ws.limits import connections
+
+logger = logging.getLogger(__name__)
+
+_sweepers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task]" = weakref.WeakKeyDictionary()
+
+
+async def latest_seqs(job_ids: list[str]) -> dict[str, int]:
+    """The latest published seq of each job (0 when Redis has none)."""
+    async with get_async_redis().pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hget(live_key(job_id), "seq")
+        values = await pipe.execute()
+    return {job_id: int(value or 0) for job_id, value in zip(job_ids, values)}
+
+
+async def sweep_once(layer, seen: dict) -> int:
+    """One round: nudge the sockets that are behind and stood still since the last round."""
+    watching = [c for c in connections.consumers if getattr(c, "resumable", False) and not c.finished]
+    if not watching:
+        seen.clear()
+        return 0
+    latest = await latest_seqs(sorted({str(c.job.id) for c in watching}))
+    nudged = 0
+    still = {}
+    for consumer in watching:
+        behind = latest.get(str(consumer.job.id), 0) > consumer.last_seq
+        if behind and seen.get(consumer) == consumer.last_seq:
+            layer.nudge(consumer.channel_name)
+            nudged += 1
+        elif behind:
+            still[consumer] = consumer.last_seq
+    seen.clear()
+    seen.update(still)
+    return nudged
+
+
+async def sweep_forever(layer) -> None:
+    """Run sweep_once every JOBCAST_WS_RESYNC_SECONDS for the life of the event loop."""
+    seen: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+    while True:
+        await asyncio.sleep(settings.JOBCAST["WS_RESYNC_SECONDS"])
+        try:
+            await sweep_once(layer, seen)
+        except Exception:  # noqa: BLE001 - Redis may be away for a while; try again next round
+            logger.warning("resync sweep failed", exc_info=True)
+
+
+def ensure_sweeper(layer) -> None:
+    """Start this event loop's sweeper once."""
+    loop = asyncio.get_running_loop()
+    task = _sweepers.get(loop)
+    if task is None or task.done():
+        _sweepers[loop] = loop.create_task(sweep_forever(layer))
