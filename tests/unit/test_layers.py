@@ -15,15 +15,32 @@ TIERS = {"jobcast.web": REPO / "services" / "web", "jobcast.ws": REPO / "service
 CORE = REPO / "src" / "jobcast"
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module a file imports, absolute names, including imports inside functions."""
+def package_of(path: Path, folder: Path, package: str) -> str:
+    """The package a file's relative imports start from: `folder` is mapped to `package`."""
+    parts = list(path.relative_to(folder).with_suffix("").parts)
+    parts.pop()  # the module itself; for __init__.py the package is its folder
+    return ".".join([package, *parts])
+
+
+def imported_modules(path: Path, package: str) -> set[str]:
+    """Every module a file imports, absolute names, including imports inside functions.
+
+    `package` is the file's package: `from ..ws import consumers` in jobcast.web.api is
+    resolved to jobcast.ws and jobcast.ws.consumers, as Python would.
+    """
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
 
 
@@ -31,10 +48,11 @@ def tier_of(module: str) -> str | None:
     return next((tier for tier in TIERS if module == tier or module.startswith(tier + ".")), None)
 
 
-def violations(folder: Path, allowed_tier: str | None) -> list[str]:
+def violations(folder: Path, package: str, allowed_tier: str | None) -> list[str]:
+    """Imports of a tier other than `allowed_tier` in the modules under `folder` (= `package`)."""
     found = []
     for path in folder.rglob("*.py"):
-        for module in imported_modules(path):
+        for module in imported_modules(path, package_of(path, folder, package)):
             tier = tier_of(module)
             if tier and tier != allowed_tier:
                 found.append(f"{path.relative_to(folder)} imports {module}")
@@ -42,15 +60,41 @@ def violations(folder: Path, allowed_tier: str | None) -> list[str]:
 
 
 def test_the_core_never_imports_a_tier():
-    assert violations(CORE, allowed_tier=None) == []
+    assert violations(CORE, "jobcast", allowed_tier=None) == []
 
 
 def test_tiers_never_import_each_other():
     for tier, folder in TIERS.items():
-        assert violations(folder, allowed_tier=tier) == [], tier
+        assert violations(folder, tier, allowed_tier=tier) == [], tier
 
 
 def test_the_checker_sees_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from jobcast.ws.consumers import JobConsumer\n")
-    assert "bad.py imports jobcast.ws.consumers" in violations(tmp_path, allowed_tier="jobcast.web")
+    assert "bad.py imports jobcast.ws.consumers" in violations(tmp_path, "jobcast.web", allowed_tier="jobcast.web")
+
+
+def test_the_checker_resolves_relative_imports(tmp_path):
+    (tmp_path / "api.py").write_text("from ..ws import consumers\nfrom . import schemas\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "__init__.py").write_text("from ... import worker\n")
+    (tmp_path / "sub" / "deep.py").write_text("from ...ws.auth import authenticate\nfrom .. import views\n")
+
+    found = violations(tmp_path, "jobcast.web", allowed_tier="jobcast.web")
+
+    assert sorted(found) == [
+        "api.py imports jobcast.ws",
+        "api.py imports jobcast.ws.consumers",
+        "sub/__init__.py imports jobcast.worker",
+        "sub/deep.py imports jobcast.ws.auth",
+        "sub/deep.py imports jobcast.ws.auth.authenticate",
+    ]
+
+
+def test_the_core_may_not_reach_a_tier_relatively(tmp_path):
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "queue.py").write_text("def f():\n    from ..worker import runner\n")
+    assert sorted(violations(tmp_path, "jobcast", allowed_tier=None)) == [
+        "jobs/queue.py imports jobcast.worker",
+        "jobs/queue.py imports jobcast.worker.runner",
+    ]
