@@ -65,7 +65,12 @@ def test_an_exception_fails_the_job_without_a_traceback(user, redis):
     assert "Traceback" not in orjson.dumps(events_of(redis, job)).decode()
 
 
-def test_a_running_job_is_cancelled_within_a_second(user, redis):
+def test_a_running_job_is_cancelled_within_a_second(user, redis, settings):
+    # The contract's second, measured from the cancel request to the row saying `cancelled`.
+    # The context looks at the cancel flag every CANCEL_CHECK_INTERVAL (pinned here to the
+    # default 0.2 s, the environment may set up to 1.0), so the worst case is 0.2 s plus the
+    # runner's final writes; 1 s leaves a shared 2-core machine ample headroom.
+    settings.JOBCAST = {**settings.JOBCAST, "CANCEL_CHECK_INTERVAL": 0.2}
     job = new_job(user, steps=1000, interval_ms=50)
     def run_and_close():
         from django.db import connection
@@ -80,12 +85,16 @@ def test_a_running_job_is_cancelled_within_a_second(user, redis):
     deadline = time.monotonic() + 10
     while Job.objects.get(id=job.id).state != "running" and time.monotonic() < deadline:
         time.sleep(0.02)
+    time.sleep(0.3)  # well inside the job, past its first cancel checks
     requested = time.monotonic()
     cancelled = job_cancel(user, job.id)
     assert cancelled.state == "running"  # 202: the worker stops it
+    while Job.objects.get(id=job.id).state == "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    took = time.monotonic() - requested
     runner.join(timeout=10)
     assert not runner.is_alive()
-    assert time.monotonic() - requested < 1.5
+    assert took < 1.0, f"cancel took {took:.2f} s"
     job.refresh_from_db()
     assert job.state == "cancelled" and job.finished_at
     assert events_of(redis, job)[-1]["state"] == "cancelled"
