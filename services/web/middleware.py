@@ -1,4 +1,5 @@
-"""Web tier middleware: request metrics, JSON error bodies, and oversized bodies refused with JSON 413."""
+"""Web tier middleware: request metrics, JSON error bodies, oversized bodies refused with JSON 413,
+and the operator endpoints served without the host check."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 
 from django.conf import settings
 from django.http import JsonResponse
+from django.urls import resolve
 
 from jobcast.metrics import http_request_duration, http_requests
 
@@ -66,3 +68,28 @@ class BodySizeLimitMiddleware:
                 {"detail": f"Request body too large: at most {limit} bytes.", "errors": []}, status=413
             )
         return self.get_response(request)
+
+
+class OperatorEndpointsMiddleware:
+    """/healthz, /readyz and /metrics answered before CommonMiddleware's ALLOWED_HOSTS check.
+
+    Probes and Prometheus reach each web instance by its address (in docker compose,
+    `Host: 172.18.0.5:8001`; a kubelet uses the pod IP), which is no public host name, so
+    CommonMiddleware would answer them 400 DisallowedHost. These three views never build
+    a URL from the Host header, so they need no host check; everything else still gets
+    it. nginx keeps /metrics away from the public (deploy/nginx/jobcast.conf.template).
+    Placed after the metrics and JSON-error middleware, so they are counted and a
+    failure is still JSON.
+    """
+
+    PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info not in self.PATHS:
+            return self.get_response(request)
+        match = resolve(request.path_info)
+        request.resolver_match = match
+        return match.func(request, *match.args, **match.kwargs)

@@ -50,6 +50,9 @@ MIDDLEWARE = [
     "jobcast.web.middleware.RequestMetricsMiddleware",
     "jobcast.web.middleware.JsonErrorMiddleware",
     "jobcast.web.middleware.BodySizeLimitMiddleware",
+    # /healthz, /readyz, /metrics: probes and Prometheus reach an instance by its IP, so
+    # these are served before CommonMiddleware's ALLOWED_HOSTS check (docs/deploy.md).
+    "jobcast.web.middleware.OperatorEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

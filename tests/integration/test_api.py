@@ -744,6 +744,18 @@ def test_a_request_for_a_host_that_is_not_allowed_is_json_400(db):
     assert_error(Client(HTTP_HOST="evil.example").get("/api/jobs/"), 400)
 
 
+def test_operator_endpoints_answer_a_host_that_is_not_allowed(db):
+    """Prometheus and probes reach an instance by IP (compose: Host: 172.18.0.5:8001)."""
+    by_ip = Client(HTTP_HOST="172.18.0.5:8001")
+    for path in ("/healthz", "/readyz", "/metrics"):
+        response = by_ip.get(path)
+        assert response.status_code == 200, (path, response.content[:200])
+    assert "jobcast_http_requests_total" in by_ip.get("/metrics").content.decode()
+    # Everything else still gets the ALLOWED_HOSTS check.
+    for path in ("/api/jobs/", "/", "/healthz/", "/metrics/x"):
+        assert_error(by_ip.get(path), 400)
+
+
 # --- operators ---------------------------------------------------------------------------------
 
 def test_health_endpoints(db):
