@@ -54,6 +54,57 @@ def test_progress_is_coalesced_to_the_max_rate_with_the_last_value_kept(user, re
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
 
 
+def progress_writes(queries):
+    return [q["sql"] for q in queries if q["sql"].startswith("UPDATE") and '"progress"' in q["sql"]]
+
+
+def test_a_run_makes_no_database_write_per_progress_event(user, redis, settings):
+    # 1,000 progress events, none coalesced away: the database sees the same handful of
+    # queries as for a 10-step job (read, running, refresh, terminal row, final seq), plus
+    # at most one row progress write per DB_PROGRESS_INTERVAL of running time.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from jobcast.worker import runner
+
+    settings.JOBCAST = {**settings.JOBCAST, "PROGRESS_MAX_RATE": 0}
+    counts = {}
+    for steps in (10, 1000):
+        job = new_job(user, steps=steps)
+        started = time.monotonic()
+        with CaptureQueriesContext(connection) as queries:
+            run_job(str(job.id))
+        elapsed = time.monotonic() - started
+        assert len(progress_writes(queries)) <= 1 + elapsed // runner.DB_PROGRESS_INTERVAL
+        counts[steps] = len(queries) - len(progress_writes(queries))
+        job.refresh_from_db()
+        # running + one progress event per step + succeeded: every event was published.
+        assert job.state == "succeeded" and job.progress["current"] == steps and job.seq == steps + 2
+    assert counts[1000] == counts[10] <= 6, counts
+
+
+def test_the_periodic_row_progress_write_is_bounded_by_time_not_events(user, redis, settings, monkeypatch):
+    # The same with the row refresh every 0.1 s and a job that runs for over a second: the
+    # periodic writes follow the clock (about elapsed / 0.1), not the 1,000 events.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from jobcast.worker import runner
+
+    settings.JOBCAST = {**settings.JOBCAST, "PROGRESS_MAX_RATE": 0}
+    monkeypatch.setattr(runner, "DB_PROGRESS_INTERVAL", 0.1)
+    job = new_job(user, steps=1000, interval_ms=1)
+    started = time.monotonic()
+    with CaptureQueriesContext(connection) as queries:
+        run_job(str(job.id))
+    elapsed = time.monotonic() - started
+    writes = progress_writes(queries)
+    assert elapsed >= 1.0
+    # One progress UPDATE is the terminal row write; the rest are the periodic ones.
+    assert 2 <= len(writes) <= 2 + elapsed / 0.1, (len(writes), elapsed)
+    assert len(queries) - len(writes) <= 6
+
+
 def test_an_exception_fails_the_job_without_a_traceback(user, redis):
     job = new_job(user, steps=10, fail_at=4)
     run_job(str(job.id))
