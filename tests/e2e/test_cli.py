@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -151,6 +154,59 @@ def test_follow_with_the_progress_bar(cli):
     assert "demo.count" in done.stdout
     assert "succeeded" in done.stdout.splitlines()[-1] and '{"counted": 10}' in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def run_in_a_terminal(stack, *args: str, timeout: float = 60) -> tuple[int, str]:
+    """Run a `jobcast` command with a pseudo-terminal (120x40) as stdin, stdout and stderr,
+    as a user at a shell would; returns its exit code and everything it wrote."""
+    import fcntl
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {**stack.env, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jobcast.cli.main", *args], env=env,
+        stdin=follower, stdout=follower, stderr=follower, close_fds=True,
+    )
+    os.close(follower)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: every end of the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        code = process.wait(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        process.kill()
+        os.close(leader)
+    return code, b"".join(chunks).decode("utf-8", "replace")
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_follow_draws_a_live_progress_bar_in_a_terminal(cli):
+    # Without a terminal rich draws nothing live (the test above); with one it must.
+    code, out = run_in_a_terminal(
+        cli, "submit", "demo.count", "--param", "steps=20", "--param", "interval_ms=100", "--follow"
+    )
+    assert code == 0, out
+    assert "\x1b[?25l" in out  # rich's live display hid the cursor: it is drawing in place
+    text = ANSI.sub("", out)
+    assert "━" in text  # the bar itself
+    counts = {int(n) for n in re.findall(r"\b(\d+)/20\b", text)}
+    assert 20 in counts and counts & set(range(1, 20)), counts  # drawn while filling, then full
+    assert "100%" in text
+    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    assert re.fullmatch(r"job [0-9a-f-]{36} succeeded \(result: \{\"counted\": 20\}\)", lines[-1]), lines[-3:]
+    assert "Traceback" not in text
 
 
 def test_watch_cancelled_job_exits_3(cli):
