@@ -28,10 +28,15 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     JOBCAST_BIND=0.0.0.0 \
     JOBCAST_DATA_DIR=/data
+# JOBCAST_DATA_DIR and the folders the tiers write in it (collectstatic's static/, the
+# multiprocess metrics/) are made here, owned by the runtime user: a named volume mounted
+# on /data/static (docker-compose.yml) starts as a copy of the image's folder, owner
+# included; a folder missing from the image would be created root-owned instead.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index /wheels/*.whl \
     && groupadd --system --gid 10001 jobcast \
-    && useradd --system --uid 10001 --gid jobcast --home-dir /data --create-home jobcast
+    && useradd --system --uid 10001 --gid jobcast --home-dir /data --no-create-home jobcast \
+    && install -d -o 10001 -g 10001 -m 0755 /data /data/static /data/metrics
 COPY deploy/nginx /app/deploy/nginx
 WORKDIR /app
 USER 10001:10001

@@ -73,6 +73,35 @@ def test_the_runtime_stage_is_slim_non_root_and_stops_gracefully():
     assert deps < sources
 
 
+def dirs_owned_by_the_runtime_user(runtime: list[str]) -> set[str]:
+    """Folders the runtime stage creates with `install -d -o UID -g GID ...` before its USER line."""
+    user = next(i for i, line in enumerate(runtime) if line.startswith("USER "))
+    uid = runtime[user].split()[1].split(":")[0]
+    made = set()
+    for line in runtime[:user]:
+        for command in re.split(r"&&|;", line):
+            words = command.split()
+            if "install" in words and "-d" in words and words[words.index("-o") + 1] == uid:
+                made |= {word for word in words if word.startswith("/")}
+    return made
+
+
+def test_the_data_dirs_exist_in_the_image_owned_by_the_runtime_user():
+    """A named volume on a folder missing from the image is created root-owned: collectstatic fails."""
+    runtime = dockerfile_stages()["runtime"]
+    data_dir = next(re.search(r"JOBCAST_DATA_DIR=(\S+)", line).group(1) for line in runtime if "JOBCAST_DATA_DIR=" in line)
+    owned = dirs_owned_by_the_runtime_user(runtime)
+    # JOBCAST_DATA_DIR itself, collectstatic's STATIC_ROOT and the multiprocess metrics folder.
+    assert {data_dir, f"{data_dir}/static", f"{data_dir}/metrics"} <= owned, owned
+    # Every volume a service of the jobcast image mounts is one of them.
+    for name, service in compose()["services"].items():
+        if "build" not in service:
+            continue
+        for volume in service.get("volumes", []):
+            target = volume.split(":")[1]
+            assert target in owned, f"{name} mounts {target}, which the image does not create as uid 10001"
+
+
 @pytest.fixture(scope="session")
 def compose_schema(tmp_path_factory) -> dict:
     """The Compose specification's JSON Schema, as shipped in the docker-compose wheel on PyPI."""
