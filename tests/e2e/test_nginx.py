@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +19,52 @@ def test_the_rendered_config_passes_nginx_t(live_stack):
     done = subprocess.run([find_nginx(), "-t", "-p", str(conf.parent), "-c", str(conf)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "syntax is ok" in done.stderr
+
+
+REPO = Path(__file__).resolve().parents[2]
+# `server <name> resolve` in an upstream (re-resolve the name while running): nginx >= 1.27.3.
+NGINX_RESOLVE_MIN = (1, 27, 3)
+
+
+def compose_conf_for_local_nginx(text: str, prefix: Path) -> str:
+    """deploy/nginx/compose.conf made checkable by this host's nginx (Debian's 1.22 has no
+    `resolve`, and Docker's service names do not resolve here): `resolve` stripped, the
+    upstream host names mapped to 127.0.0.1, /tmp/ paths moved into `prefix`."""
+    names = set(re.findall(r"^\s*server ([A-Za-z][\w.-]*):\d+", text, flags=re.MULTILINE))
+    assert names == {"web", "ws"}, names
+    stripped = re.sub(r"^(\s*server \S+) resolve\b", r"\1", text, flags=re.MULTILINE)
+    assert stripped != text, "compose.conf has no `server ... resolve` any more: update this test"
+    for name in names:
+        stripped = re.sub(rf"^(\s*server ){re.escape(name)}:", r"\g<1>127.0.0.1:", stripped, flags=re.MULTILINE)
+    return stripped.replace(" /tmp/", f" {prefix}/")
+
+
+def nginx_t(conf: Path) -> subprocess.CompletedProcess:
+    nginx = find_nginx()
+    assert nginx, "nginx is not installed (scripts/system-deps test installs it)"
+    return subprocess.run([nginx, "-t", "-p", str(conf.parent), "-c", str(conf)], capture_output=True, text=True)
+
+
+def test_the_compose_config_passes_nginx_t(tmp_path):
+    text = (REPO / "deploy" / "nginx" / "compose.conf").read_text()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(compose_conf_for_local_nginx(text, tmp_path))
+    done = nginx_t(conf)
+    assert done.returncode == 0, done.stderr
+    assert "syntax is ok" in done.stderr
+    # The check can fail: the same file with a typo does not pass.
+    conf.write_text(compose_conf_for_local_nginx(text.replace("proxy_buffering off;", "proxy_bufering off;"), tmp_path))
+    assert nginx_t(conf).returncode != 0
+
+
+def test_compose_pins_an_nginx_that_has_upstream_resolve():
+    import yaml
+
+    image = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["nginx"]["image"]
+    match = re.fullmatch(r"nginx:(\d+)\.(\d+)\.(\d+)(-alpine)?", image)
+    assert match, f"pin an exact nginx version, not {image}"
+    assert tuple(int(part) for part in match.groups()[:3]) >= NGINX_RESOLVE_MIN, image
+    assert "1.27.3" in (REPO / "docs" / "deploy.md").read_text(), "docs/deploy.md states the minimum nginx"
 
 
 def test_a_body_over_the_limit_gets_json_413_from_nginx(live_stack):
