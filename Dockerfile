@@ -15,10 +15,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml README.md ./
 RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
         > requirements.txt \
-    && pip wheel --wheel-dir /wheels --requirement requirements.txt
+    && pip wheel --wheel-dir /wheels/deps --requirement requirements.txt
 COPY src ./src
 COPY services ./services
-RUN pip wheel --no-deps --wheel-dir /wheels .
+# The project's own wheel in a folder of its own, so the runtime stage's dependency
+# layer (which mounts only /wheels/deps) stays cached when only the code changes.
+RUN pip wheel --no-deps --wheel-dir /wheels/project .
 
 # --- runtime: no compilers, no pip cache, a non-root user ---------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -32,11 +34,16 @@ ENV PYTHONUNBUFFERED=1 \
 # multiprocess metrics/) are made here, owned by the runtime user: a named volume mounted
 # on /data/static (docker-compose.yml) starts as a copy of the image's folder, owner
 # included; a folder missing from the image would be created root-owned instead.
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index /wheels/*.whl \
-    && groupadd --system --gid 10001 jobcast \
+RUN groupadd --system --gid 10001 jobcast \
     && useradd --system --uid 10001 --gid jobcast --home-dir /data --no-create-home jobcast \
     && install -d -o 10001 -g 10001 -m 0755 /data /data/static /data/metrics
+# Dependencies: one layer, cached until pyproject.toml changes (the mount's content is
+# part of the cache key, and /wheels/deps does not change with the code).
+RUN --mount=type=bind,from=build,source=/wheels/deps,target=/wheels \
+    pip install --no-index /wheels/*.whl
+# The project: the small layer rebuilt on every code change.
+RUN --mount=type=bind,from=build,source=/wheels/project,target=/wheels \
+    pip install --no-index /wheels/*.whl
 COPY deploy/nginx /app/deploy/nginx
 WORKDIR /app
 USER 10001:10001

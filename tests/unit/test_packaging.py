@@ -73,6 +73,23 @@ def test_the_runtime_stage_is_slim_non_root_and_stops_gracefully():
     assert deps < sources
 
 
+def test_the_runtime_stage_installs_dependencies_and_the_project_in_separate_layers():
+    """The dependency layer mounts only the dependency wheels, so a code change leaves it cached."""
+    build = dockerfile_stages()["build"]
+    deps_dir = re.search(r"--wheel-dir (\S+) --requirement requirements.txt", " ".join(build)).group(1)
+    project_dir = re.search(r"pip wheel --no-deps --wheel-dir (\S+) \.", " ".join(build)).group(1)
+    assert deps_dir != project_dir and not project_dir.startswith(deps_dir + "/"), (deps_dir, project_dir)
+    runtime = dockerfile_stages()["runtime"]
+    installs = [(i, line) for i, line in enumerate(runtime) if line.startswith("RUN") and "pip install" in line]
+    assert len(installs) == 2, installs
+    (deps_at, deps_run), (project_at, project_run) = installs
+    assert f"from=build,source={deps_dir}," in deps_run, deps_run
+    assert f"from=build,source={project_dir}," in project_run, project_run
+    assert deps_at < project_at < next(i for i, line in enumerate(runtime) if line.startswith("USER "))
+    # Nothing that changes with the code between the two: the dependency layer is first.
+    assert not any(line.startswith(("COPY", "ADD")) for line in runtime[:deps_at])
+
+
 def dirs_owned_by_the_runtime_user(runtime: list[str]) -> set[str]:
     """Folders the runtime stage creates with `install -d -o UID -g GID ...` before its USER line."""
     user = next(i for i, line in enumerate(runtime) if line.startswith("USER "))
