@@ -1,4 +1,4 @@
-"""The HTTP API under /api/ (contract section 3), on django-ninja (docs/api.md).
+"""The HTTP API under /api/ (contract section 3), on django-ninja (docs/protocol.md, HTTP section).
 
 Views parse, call a service or selector, render. Every error goes through one handler
 that renders the contract's `{"detail", "errors"}` body; nothing else reaches the client.

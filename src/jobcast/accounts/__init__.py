@@ -1,1 +1,1 @@
-"""Accounts: API tokens and WebSocket tickets (docs/auth.md)."""
+"""Accounts: API tokens and WebSocket tickets (docs/protocol.md, Auth)."""

@@ -1,1 +1,4 @@
-"""Jobs: the model, the state machine, the registry of kinds and the author's context (docs/jobs.md)."""
+"""Jobs: the model, the state machine, the registry of kinds and the author's context.
+
+Docs: docs/writing-jobs.md (authors), docs/workers.md (running them).
+"""

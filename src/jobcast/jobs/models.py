@@ -1,4 +1,4 @@
-"""The Job row: identity, owner, params and the durable part of its state (docs/jobs.md).
+"""The Job row: identity, owner, params and the durable part of its state (docs/workers.md).
 
 Progress and seq live in Redis while a job runs (no database write per event); the row
 gets them at state changes and at most every few seconds, so it is never far behind.
