@@ -5,7 +5,8 @@ On the first SIGTERM (or Ctrl-C) the process
 2. closes its open sockets with 1012 ("server restarting: reconnect with after=") in
    batches spread over JOBCAST_WS_DRAIN_SECONDS, so the surviving instances get a
    steady trickle of reconnects instead of a storm;
-3. then shuts uvicorn down as usual.
+3. then shuts uvicorn down as usual, giving what is still open at most
+   JOBCAST_WS_SHUTDOWN_GRACE_SECONDS before its tasks are cancelled.
 A second signal skips what is left of the drain.
 
 Run as `python -m jobcast.ws.server` (what `jobcast run ws` execs).
@@ -32,9 +33,13 @@ async def drain_sockets(window: float, step: float = DRAIN_STEP_SECONDS) -> None
     """Refuse new sockets and close the open ones with 1012, spread evenly over `window` seconds."""
     connections.draining = True
     consumers = list(connections.consumers)
+    # At most one batch per `step`; with fewer sockets than steps, one socket per batch.
+    # The batches are spread evenly: batch k closes at k * window / batches.
     steps = max(1, math.ceil(window / step)) if window > 0 else 1
     batch = max(1, math.ceil(len(consumers) / steps))
-    logger.info("draining %d sockets over %.1f s (%d per %.2f s)", len(consumers), window, batch, step)
+    batches = max(1, math.ceil(len(consumers) / batch))
+    interval = window / batches
+    logger.info("draining %d sockets over %.1f s (%d per %.2f s)", len(consumers), window, batch, interval)
     for start in range(0, len(consumers), batch):
         for consumer in consumers[start : start + batch]:
             try:
@@ -42,7 +47,7 @@ async def drain_sockets(window: float, step: float = DRAIN_STEP_SECONDS) -> None
             except Exception:  # noqa: BLE001 - a socket that is already gone needs no closing
                 logger.debug("socket already closed", exc_info=True)
         if start + batch < len(consumers):
-            await asyncio.sleep(window / steps)
+            await asyncio.sleep(interval)
 
 
 class DrainingServer(uvicorn.Server):
@@ -68,15 +73,15 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Serve the ws tier (or, with --app, the combined front-door app) until drained."""
+def make_config(argv: list[str] | None = None) -> uvicorn.Config:
+    """uvicorn's settings for the ws tier (or, with --app, the combined front-door app)."""
     env = get_env()
     parser = argparse.ArgumentParser(prog="jobcast-ws")
     parser.add_argument("--app", default="jobcast.ws.asgi:application")
     parser.add_argument("--host", default=env.jobcast_bind)
     parser.add_argument("--port", type=int, default=env.jobcast_ws_port)
     args = parser.parse_args(argv)
-    config = uvicorn.Config(
+    return uvicorn.Config(
         args.app,
         host=args.host,
         port=args.port,
@@ -93,10 +98,16 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,
         proxy_headers=True,
         forwarded_allow_ips="127.0.0.1",
-        timeout_graceful_shutdown=10,
+        # After the drain: how long connections and their tasks still get before they are
+        # cancelled (a socket whose close handshake hangs, a consumer stuck in a query).
+        timeout_graceful_shutdown=env.jobcast_ws_shutdown_grace_seconds,
         log_level=env.jobcast_log_level,
     )
-    DrainingServer(config, env.jobcast_ws_drain_seconds).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until drained: exits within JOBCAST_WS_DRAIN_SECONDS + JOBCAST_WS_SHUTDOWN_GRACE_SECONDS of SIGTERM."""
+    DrainingServer(make_config(argv), get_env().jobcast_ws_drain_seconds).run()
 
 
 if __name__ == "__main__":
