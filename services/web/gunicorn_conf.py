@@ -15,8 +15,9 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = _env.jobcast_log_level
-# nginx on the same host or pod is the only client; it sets X-Forwarded-*.
-forwarded_allow_ips = "127.0.0.1,::1"
+# nginx is the only client; its X-Forwarded-* are trusted from these addresses
+# (JOBCAST_FORWARDED_ALLOW_IPS: loopback by default, the compose network in compose).
+forwarded_allow_ips = _env.jobcast_forwarded_allow_ips
 proc_name = "jobcast-web"
 
 

@@ -97,7 +97,8 @@ def make_config(argv: list[str] | None = None) -> uvicorn.Config:
         lifespan="off",
         access_log=False,
         proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
+        # nginx's X-Forwarded-For/-Proto are trusted from these (JOBCAST_FORWARDED_ALLOW_IPS).
+        forwarded_allow_ips=env.jobcast_forwarded_allow_ips,
         # After the drain: how long connections and their tasks still get before they are
         # cancelled (a socket whose close handshake hangs, a consumer stuck in a query).
         timeout_graceful_shutdown=env.jobcast_ws_shutdown_grace_seconds,

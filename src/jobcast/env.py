@@ -53,6 +53,8 @@ class Env(BaseSettings):
 
     # Servers started by `jobcast run <tier>`.
     jobcast_bind: str = "127.0.0.1"
+    # Addresses (or CIDRs, comma-separated) of the proxies whose X-Forwarded-* the tiers trust.
+    jobcast_forwarded_allow_ips: str = "127.0.0.1,::1"
     jobcast_port: int = 8000
     jobcast_front_door: Literal["auto", "nginx", "uvicorn"] = "auto"
     jobcast_web_port: int = 8001
