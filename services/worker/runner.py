@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from jobcast.events.publisher import publish_event
+from jobcast.events.publisher import publish_event, publish_events
 from jobcast.events.schema import JobError, LogEvent, StateEvent
 from jobcast.jobs.context import JobCancelled, JobContext
 from jobcast.jobs.models import Job
@@ -39,9 +39,9 @@ class _RowProgressWriter:
         self.last_write = time.monotonic()
         self.ctx: JobContext | None = None
 
-    def __call__(self, event, owner_id, **kwargs):
+    def __call__(self, events, owner_id, **kwargs):
         floor = max(self.job.seq, self.ctx.last_seq if self.ctx else 0)
-        published = publish_event(event, owner_id, seq_floor=floor, **kwargs)
+        published = publish_events(events, owner_id, seq_floor=floor, **kwargs)
         now = time.monotonic()
         if now - self.last_write >= DB_PROGRESS_INTERVAL and self.ctx and self.ctx.latest_progress:
             self.last_write = now

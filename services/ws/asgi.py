@@ -4,7 +4,6 @@ from jobcast import django_setup
 
 django_setup()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from jobcast.ws.health import health_app  # noqa: E402
@@ -13,7 +12,8 @@ from jobcast.ws.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": health_app,
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        # No session middleware: jobcast.ws.auth reads the session cookie itself, once.
+        "websocket": URLRouter(websocket_urlpatterns),
     }
 )
 

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 MAX_BAD_MESSAGES = 5  # after this many unusable client messages the socket is closed (1008)
 
+SENT_COUNTERS = {kind: ws_messages_sent.labels(kind) for kind in ("snapshot", "progress", "log", "state", "error")}
+
 TERMINAL_MARKERS = ('"state":"succeeded"', '"state":"failed"', '"state":"cancelled"')
 
 
@@ -72,6 +74,13 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def job_batch(self, message):
+        """Several queued messages at once (jobcast.events.layer): handled in order."""
+        for queued in message["messages"]:
+            if self.closed:
+                return
+            await self.dispatch(queued)
 
     async def close(self, code=None, reason=None):
         """Close once; the ASGI server raises on anything sent after websocket.close."""
@@ -156,7 +165,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
             # uvicorn's ClientDisconnected: the client went away; its websocket.disconnect follows.
             self.closed = True
             return
-        ws_messages_sent.labels(kind).inc()
+        (SENT_COUNTERS.get(kind) or ws_messages_sent.labels(kind)).inc()
 
     async def send_live(self, message: dict) -> None:
         """Send a live event from the channel layer, timing its way from the publisher."""

@@ -29,7 +29,7 @@ from uvicorn.protocols.utils import ClientDisconnected
 
 from jobcast.accounts.services import ticket_create, token_create
 from jobcast.events.groups import job_group, user_group
-from jobcast.events.publisher import publish_event
+from jobcast.events.publisher import publish_event, publish_events
 from jobcast.events.schema import LogEvent, ProgressEvent, StateEvent
 from jobcast.jobs.models import Job
 from jobcast.jobs.services import job_submit, job_transition
@@ -460,6 +460,19 @@ async def test_a_socket_whose_queue_overflowed_catches_up_from_history(user, tok
     await publish(job, progress(job, 7))
     assert await receive_seqs(ws, 1) == [8]
     await ws.disconnect()
+
+
+async def test_events_published_together_arrive_as_separate_frames_in_order(user, token):
+    job = await make_job(user, "running")
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    assert (await receive(ws))["job"]["seq"] == 0
+    batch = [progress(job, 1), LogEvent(job_id=str(job.id), ts=time.time(), message="two"), progress(job, 3)]
+    await asyncio.to_thread(publish_events, batch, job.owner_id)
+    messages = [await receive(ws) for _ in range(3)]
+    assert [(m["seq"], m["type"]) for m in messages] == [(1, "progress"), (2, "log"), (3, "progress")]
+    await finish_job(job, "succeeded", result={"counted": 3})
+    rest, code = await events_until_close(ws)
+    assert [m["seq"] for m in rest] == [4] and code == 1000
 
 
 async def test_a_lost_last_event_reaches_the_socket_through_the_sweeper(user, token, settings):

@@ -11,7 +11,7 @@ from channels.layers import get_channel_layer
 
 from jobcast.events.groups import job_group, user_group
 from jobcast.events.history import read_history, read_live
-from jobcast.events.publisher import notify_user_snapshot, publish_event
+from jobcast.events.publisher import notify_user_snapshot, publish_event, publish_events
 from jobcast.events.schema import LogEvent, ProgressEvent, StateEvent
 
 
@@ -105,6 +105,31 @@ async def test_the_stock_channels_redis_pubsub_layer_receives_published_events(r
     await layer.flush()
 
 
+async def test_several_events_go_out_as_one_batch_message(redis_server):
+    """publish_events: seqs in order, every event in history, one job.batch per group."""
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
+    job_id = str(uuid.uuid4())
+    watcher = await layer.new_channel()
+    await layer.group_add(job_group(job_id), watcher)
+    await asyncio.sleep(0.2)
+    events = [progress(job_id, 1), LogEvent(job_id=job_id, ts=time.time(), message="two"), progress(job_id, 3)]
+    published = await asyncio.to_thread(publish_events, events, 7)
+    assert published.seq == 3 and published.receivers == 1
+    batch = await asyncio.wait_for(layer.receive(watcher), 5)
+    assert batch["type"] == "job.batch"
+    assert [(m["seq"], m["event"], m["type"]) for m in batch["messages"]] == [
+        (1, "progress", "job.event"), (2, "log", "job.event"), (3, "progress", "job.event")]
+    assert orjson.loads(batch["messages"][1]["text"]) == {
+        "seq": 2, "job_id": job_id, "ts": events[1].ts, "type": "log", "message": "two"}
+    history = read_history(layer_redis(), job_id, after=0)
+    assert [orjson.loads(e)["seq"] for e in history.events] == [1, 2, 3]
+    (live,) = read_live(layer_redis(), [job_id])
+    assert live.seq == 3 and live.progress["current"] == 3 and live.state is None
+    await layer.flush()
+
+
 async def test_a_full_socket_queue_drops_and_queues_one_resync_marker(redis_server):
     from prometheus_client import REGISTRY
 
@@ -120,8 +145,10 @@ async def test_a_full_socket_queue_drops_and_queues_one_resync_marker(redis_serv
     for n in range(1, 6):
         await asyncio.to_thread(publish_event, progress(job_id, n), 1)
     await asyncio.sleep(0.2)  # all five reached the process; nobody read the socket's queue
-    received = [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(3)]
-    assert [m.get("seq") for m in received[:2]] == [1, 2] and received[2] == RESYNC
+    batch = await asyncio.wait_for(layer.receive(channel), 5)  # what was queued, in one message
+    assert batch["type"] == "job.batch"
+    received = batch["messages"]
+    assert [m.get("seq") for m in received[:2]] == [1, 2] and received[2:] == [RESYNC]
     assert REGISTRY.get_sample_value("jobcast_ws_messages_dropped_total") == dropped + 3
     # The dropped events are still in history, where the socket catches up from.
     assert [orjson.loads(e)["seq"] for e in read_history(layer_redis(), job_id, 0).events] == [1, 2, 3, 4, 5]

@@ -8,17 +8,19 @@ import time
 import pytest
 
 from jobcast.events.publisher import Published
-from jobcast.jobs.context import JobCancelled, JobContext
+from jobcast.jobs.context import BATCH_MAX_EVENTS, JobCancelled, JobContext
 
 
 class RecordingPublisher:
     def __init__(self):
         self.events = []
+        self.calls = []  # how many events each publish carried
         self.lock = threading.Lock()
 
-    def __call__(self, event, owner_id, **kwargs):
+    def __call__(self, events, owner_id, **kwargs):
         with self.lock:
-            self.events.append(event)
+            self.events.extend(events)
+            self.calls.append(len(events))
             return Published(len(self.events), 1)
 
 
@@ -36,6 +38,33 @@ def test_every_progress_is_published_without_a_rate_limit():
     assert [e.current for e in pub.events] == list(range(1, 51))
     assert pub.events[-1].percent == 100.0
     assert ctx.last_seq == 50
+
+
+def test_a_tight_loop_without_a_rate_limit_is_published_in_batches_in_order():
+    ctx, pub = make_ctx(rate=0)
+    for n in range(1, 2001):
+        ctx.progress(n, total=2000)
+        if n == 1:
+            assert pub.calls == [1]  # the first event after a quiet spell goes out at once
+    ctx.log("done")
+    ctx.close()
+    assert [e.current for e in pub.events[:-1]] == list(range(1, 2001)) and pub.events[-1].message == "done"
+    assert len(pub.calls) < 2000 / 5  # grouped, many events per round trip
+    assert max(pub.calls) <= BATCH_MAX_EVENTS
+    assert ctx.last_seq == 2001
+
+
+def test_events_behind_a_publish_go_out_within_the_window_without_another_call():
+    ctx, pub = make_ctx(rate=0)
+    ctx.progress(1)
+    ctx.progress(2)  # inside the window: waits for it
+    ctx.log("three")
+    deadline = time.monotonic() + 2
+    while len(pub.events) < 3 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert [getattr(e, "current", None) or e.message for e in pub.events] == [1, 2, "three"]
+    assert pub.calls == [1, 2]
+    ctx.close()
 
 
 def test_a_fast_loop_is_coalesced_and_the_last_value_is_published():

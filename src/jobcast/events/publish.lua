@@ -1,48 +1,67 @@
--- Publish one job event in one round trip (docs/events.md):
--- assign seq, append to history, update the live snapshot, fan out to the groups.
+-- Publish events of one job in one round trip (docs/events.md): for each event, assign
+-- its seq and append it to the history; then update the live snapshot and fan out.
 --
 -- The fan-out is channels_redis.pubsub.RedisPubSubChannelLayer's group_send: one
--- PUBLISH per group, to the group's pub/sub channel, of the msgpack-encoded message, so
--- the ws tier receives with that layer (jobcast.events.layer).
+-- PUBLISH per group, to the group's pub/sub channel, of one msgpack-encoded message (a
+-- `job.batch` message holding them all when there are several events), so the ws tier
+-- receives with that layer (jobcast.events.layer).
 -- tests/integration/test_publisher.py pins this against the installed channels_redis.
 --
 -- KEYS: 1 seq, 2 history stream, 3 live hash
--- ARGV: 1 event JSON without seq, 2 event type, 3 history maxlen, 4 key ttl,
---       5 job id, 6 the event's ts (for the ws tier's latency metric),
---       7 the highest seq the caller knows the job had (from the job row or the running job),
---       8.. the groups' pub/sub channel names
+-- ARGV: 1 history maxlen, 2 key ttl, 3 job id,
+--       4 the highest seq the caller knows the job had (from the job row or the running job),
+--       5 number of groups G, 6 .. 5+G the groups' pub/sub channel names,
+--       then per event: type, JSON without seq, ts (for the ws tier's latency metric)
 --
 -- A 'snapshot' (a job's first appearance on its owner's streams) is not one of the
 -- job's events: it gets no seq and no history, only the fan-out.
+local job_id = ARGV[3]
+local group_count = tonumber(ARGV[5])
+local messages = {}
 local seq = 0
-local text = ARGV[1]
-local message_type = 'job.snapshot'
-if ARGV[2] ~= 'snapshot' then
-  message_type = 'job.event'
-  -- A counter that vanished (Redis restarted without persistence) starts again above
-  -- the highest seq the publisher knows, so seqs never repeat: resuming clients then
-  -- get a reset snapshot instead of events they would take for duplicates.
-  if redis.call('EXISTS', KEYS[1]) == 0 then
-    redis.call('SET', KEYS[1], ARGV[7])
+local latest = {}  -- the batch's last progress and last state event, for the live snapshot
+
+for i = 6 + group_count, #ARGV, 3 do
+  local event_type, text = ARGV[i], ARGV[i + 1]
+  local message_type = 'job.snapshot'
+  if event_type ~= 'snapshot' then
+    message_type = 'job.event'
+    -- A counter that vanished (Redis restarted without persistence) starts again above
+    -- the highest seq the publisher knows, so seqs never repeat: resuming clients then
+    -- get a reset snapshot instead of events they would take for duplicates.
+    if seq == 0 and redis.call('EXISTS', KEYS[1]) == 0 then
+      redis.call('SET', KEYS[1], ARGV[4])
+    end
+    seq = redis.call('INCR', KEYS[1])
+    text = '{"seq":' .. seq .. ',' .. string.sub(text, 2)
+    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], seq .. '-0', 'e', text)
+    if event_type == 'progress' or event_type == 'state' then
+      latest[event_type] = text
+    end
   end
-  seq = redis.call('INCR', KEYS[1])
-  text = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
-  local ttl = tonumber(ARGV[4])
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], seq .. '-0', 'e', text)
-  redis.call('HSET', KEYS[3], 'seq', seq)
-  if ARGV[2] == 'progress' or ARGV[2] == 'state' then
-    redis.call('HSET', KEYS[3], ARGV[2], text)
-  end
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[2], ttl)
-  redis.call('EXPIRE', KEYS[3], ttl)
+  table.insert(messages, {
+    type = message_type, text = text, seq = seq, job_id = job_id, event = event_type, ts = tonumber(ARGV[i + 2]),
+  })
 end
 
-local message = cmsgpack.pack({
-  type = message_type, text = text, seq = seq, job_id = ARGV[5], event = ARGV[2], ts = tonumber(ARGV[6]),
-})
+if seq > 0 then
+  redis.call('HSET', KEYS[3], 'seq', seq)
+  for event_type, text in pairs(latest) do
+    redis.call('HSET', KEYS[3], event_type, text)
+  end
+  for k = 1, 3 do
+    redis.call('EXPIRE', KEYS[k], tonumber(ARGV[2]))
+  end
+end
+
+local payload
+if #messages == 1 then
+  payload = cmsgpack.pack(messages[1])
+else
+  payload = cmsgpack.pack({type = 'job.batch', messages = messages})
+end
 local receivers = 0  -- ws processes with a socket in one of the groups
-for g = 8, #ARGV do
-  receivers = receivers + redis.call('PUBLISH', ARGV[g], message)
+for g = 6, 5 + group_count do
+  receivers = receivers + redis.call('PUBLISH', ARGV[g], payload)
 end
 return {seq, receivers}

@@ -1,16 +1,17 @@
 """The one event publisher (docs/events.md).
 
-`publish_event` assigns the event's seq, appends it to the job's history, updates the
-live snapshot and sends it to the job's and owner's groups, in one Redis round trip on
-the process's persistent connection: no event loop, no new connection, one JSON encode.
-Callers inside a database transaction use `publish_event_on_commit`.
+`publish_events` assigns each event's seq, appends it to the job's history, updates the
+live snapshot and sends the events to the job's and owner's groups, in one Redis round
+trip on the process's persistent connection: no event loop, no new connection, one JSON
+encode per event. `publish_event` is the same for one event; callers inside a database
+transaction use `publish_event_on_commit`.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 from django.conf import settings
 from django.db import transaction
@@ -42,37 +43,37 @@ def _group_channel(group: str) -> str:
     return f"{prefix}__group__{group}"
 
 
-def _run_script(job_id, owner_id, message_type: str, body: str, ttl: int, ts: float = 0.0,
-                seq_floor: int = 0) -> Published:
-    groups = [user_group(owner_id)] if message_type == "snapshot" else [job_group(job_id), user_group(owner_id)]
-    result = _publish_script()(
-        keys=[seq_key(job_id), history_key(job_id), live_key(job_id)],
-        args=[
-            body,
-            message_type,
-            settings.JOBCAST["HISTORY_MAXLEN"],
-            ttl,
-            str(job_id),
-            repr(ts),
-            int(seq_floor),
-            *(_group_channel(group) for group in groups),
-        ],
-    )
+def _run_script(job_id, owner_id, events: Sequence[tuple[str, str, float]], ttl: int, seq_floor: int = 0) -> Published:
+    """Run publish.lua for (type, JSON without seq, ts) triples of one job."""
+    snapshot = events[0][0] == "snapshot"
+    groups = [user_group(owner_id)] if snapshot else [job_group(job_id), user_group(owner_id)]
+    args = [settings.JOBCAST["HISTORY_MAXLEN"], ttl, str(job_id), int(seq_floor), len(groups)]
+    args += [_group_channel(group) for group in groups]
+    for event_type, text, ts in events:
+        args += [event_type, text, repr(ts)]
+    result = _publish_script()(keys=[seq_key(job_id), history_key(job_id), live_key(job_id)], args=args)
     return Published(*(int(x) for x in result))
 
 
-def publish_event(event: Event, owner_id, *, terminal: bool = False, seq_floor: int = 0) -> Published:
-    """Publish one event of a job; returns the seq it was given. Not for use inside a transaction.
+def publish_events(events: Sequence[Event], owner_id, *, terminal: bool = False, seq_floor: int = 0) -> Published:
+    """Publish events of one job, in order, in one round trip; returns the last seq given.
 
-    `seq_floor` is the highest seq the caller knows the job reached (the row's `seq`, or
-    the running job's last one): if Redis lost the counter, numbering resumes above it.
+    Not for use inside a transaction. `seq_floor` is the highest seq the caller knows the
+    job reached (the row's `seq`, or the running job's last one): if Redis lost the
+    counter, numbering resumes above it. `terminal` marks the job's last publish (its keys
+    then expire after JOBCAST_HISTORY_TTL).
     """
     ttl = settings.JOBCAST["HISTORY_TTL"] if terminal else max(LIVE_KEY_TTL, settings.JOBCAST["HISTORY_TTL"])
-    published = _run_script(
-        event.job_id, owner_id, event.type, event.model_dump_json(exclude={"seq"}), ttl, event.ts, seq_floor
-    )
-    events_published.labels(event.type).inc()
+    triples = [(event.type, event.model_dump_json(exclude={"seq"}), event.ts) for event in events]
+    published = _run_script(events[0].job_id, owner_id, triples, ttl, seq_floor)
+    for event in events:
+        events_published.labels(event.type).inc()
     return published
+
+
+def publish_event(event: Event, owner_id, *, terminal: bool = False, seq_floor: int = 0) -> Published:
+    """Publish one event of a job (publish_events of one); returns the seq it was given."""
+    return publish_events([event], owner_id, terminal=terminal, seq_floor=seq_floor)
 
 
 def publish_event_on_commit(event: Event, owner_id, *, terminal: bool = False, seq_floor: int = 0) -> None:
@@ -86,4 +87,4 @@ def notify_user_snapshot(owner_id, job_document: dict) -> None:
     The snapshot goes to the owner's group only (the job's group joins later) and takes no seq.
     """
     text = SnapshotMessage(job=job_document).model_dump_json()
-    _run_script(job_document["id"], owner_id, "snapshot", text, 0)
+    _run_script(job_document["id"], owner_id, [("snapshot", text, 0.0)], 0)

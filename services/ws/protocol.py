@@ -1,0 +1,32 @@
+"""uvicorn's sans-I/O websockets protocol, with a close that survives an oversized frame.
+
+jobcast serves WebSockets with uvicorn's `websockets-sansio` implementation: no helper
+tasks per socket and a cheaper send path than the legacy one (docs/benchmarks.md). On a
+frame over the size limit, uvicorn 0.54 writes the 1009 close frame and closes the TCP
+connection at once; the rest of the oversized frame is still arriving, so the kernel
+answers it with a reset, which can destroy the close frame before the client (or nginx)
+reads it — the client then sees 1006 instead of the contract's 1009. Here the server
+half-closes after the close frame and keeps reading (and discarding) until the client
+closes its side or uvicorn's close timeout passes.
+"""
+
+from __future__ import annotations
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+
+class JobcastWebSocketProtocol(WebSocketsSansIOProtocol):
+    """WebSocketsSansIOProtocol whose failed connections wait for the peer before closing."""
+
+    def handle_parser_exception(self) -> None:
+        if self.close_sent:
+            return  # already closing: what the client still sends is discarded by the parser
+        close = self.conn.close_sent
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": close.code, "reason": close.reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        # Half-close: the client gets the close frame, then end-of-stream; its late bytes are
+        # read and dropped (no reset) until it closes too, or the close timeout passes.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
