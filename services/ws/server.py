@@ -23,6 +23,7 @@ import uvicorn
 
 from jobcast.env import get_env
 from jobcast.ws.limits import connections
+from jobcast.ws.protocol import JobcastWebSocketProtocol
 
 logger = logging.getLogger("jobcast.ws.drain")
 
@@ -87,7 +88,7 @@ def make_config(argv: list[str] | None = None) -> uvicorn.Config:
         port=args.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",
+        ws=JobcastWebSocketProtocol,
         ws_max_size=65536,  # frames over 64 KiB close the socket with 1009 (the contract's limit)
         # Events are small JSON; per-message deflate cost a zlib state per socket and a
         # compression per event per socket (16 % of the ws process's CPU in bench B).
