@@ -23,6 +23,28 @@ def test_the_readme_table_lists_every_variable_too():
     assert documented_variables("README.md") == {name.upper() for name in Env.model_fields}
 
 
+def table_rows(doc: str) -> dict[str, tuple[str, str]]:
+    """{variable: (default, description)} from a configuration table."""
+    table = (REPO / doc).read_text()
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| (.*?) \| (.*) \|$", table, flags=re.MULTILINE)
+    return {name: (default, description) for name, default, description in rows}
+
+
+def test_the_readme_table_has_the_same_defaults_as_the_configuration_doc():
+    readme, doc = table_rows("README.md"), table_rows("docs/configuration.md")
+    assert {name: row[0] for name, row in readme.items()} == {name: row[0] for name, row in doc.items()}
+
+
+def test_no_description_is_cut_off():
+    # A row once ended "Celery pool processes, i.e": a sentence cut mid-way by an edit.
+    for doc in ("README.md", "docs/configuration.md"):
+        for name, (_, description) in table_rows(doc).items():
+            text = description.rstrip(".")
+            assert text, (doc, name)
+            assert not re.search(r"(\bi\.e|\be\.g|\betc|,|;|:|\band|\bor|\bthe|\ba)$", text), (doc, name, description)
+            assert description.count("`") % 2 == 0 and description.count("(") == description.count(")"), (doc, name)
+
+
 def test_only_env_py_reads_the_environment():
     offenders = []
     for path in [*REPO.glob("src/**/*.py"), *REPO.glob("services/**/*.py")]:
