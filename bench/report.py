@@ -412,9 +412,11 @@ def write(out: Path, meta: dict, rounds: list[dict], profile: dict) -> None:
     if "F" in scenarios:
         lines += ["", f"## F — storm of {sizes['F']['connections']:,} handshakes, then all closed at once", "",
                   "All handshakes started together on one job's stream, held 2 s (a socket the server closed in "
-                  "that time counts as an error), then all closed together; afterwards the members of Redis's "
-                  "`asgi:group:*` sorted sets are counted until they are back to what they were before (at most "
-                  "10 s). raw keeps its subscriptions in memory (–).", "",
+                  "that time counts as an error), then all closed together; afterwards the group membership kept in "
+                  "Redis is counted until it is back to what it was before (at most 10 s): members of the core "
+                  "layer's `asgi:group:*` sorted sets (stock) and subscribed `asgi__group__*` pub/sub channels "
+                  "(jobcast keeps members in the process, one subscription per group). raw keeps its "
+                  "subscriptions in memory (–).", "",
                   "| system | round | handshakes | errors | s until all live | handshake p50 s | s to close all | "
                   "group members before | left after | s until clean |", "| --- " * 10 + "|"]
         for name in NAMES:

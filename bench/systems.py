@@ -124,9 +124,13 @@ class System:
                 return
 
     def group_members(self) -> int | None:
+        """Group membership kept in Redis: members of channels-redis core-layer groups (sorted
+        sets `asgi:group:*`, stock) plus subscribed pub/sub group channels (`asgi__group__*`,
+        jobcast's pub/sub layer keeps members in the process and one subscription per group)."""
         client = redis.Redis.from_url(self.redis.url)
         try:
-            return sum(client.zcard(key) for key in client.scan_iter("asgi:group:*", count=1000))
+            members = sum(client.zcard(key) for key in client.scan_iter("asgi:group:*", count=1000))
+            return members + len(client.pubsub_channels("asgi__group__*"))
         finally:
             client.close()
 
