@@ -11,7 +11,11 @@ threads = _env.jobcast_web_threads
 # In-flight requests get this long to finish on SIGTERM (a rolling deploy's drain).
 graceful_timeout = 25
 timeout = 60
-keepalive = 5
+# Longer than nginx's upstream keepalive_timeout (60 s, nginx's default; see
+# deploy/nginx/jobcast.conf.template): nginx must be the side that closes an idle kept-alive
+# connection. With gunicorn closing first (its default, 2-5 s), nginx now and then sends a
+# request on a connection gunicorn is closing and answers 502 — and never retries a POST.
+keepalive = 75
 accesslog = "-"
 errorlog = "-"
 loglevel = _env.jobcast_log_level
