@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import subprocess
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
-from jobcast.cli.stack import find_nginx
+from jobcast.cli.stack import find_nginx, free_port, port_open, render_nginx_config
+from tests.support import stop_process, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -128,3 +135,110 @@ def test_pings_keep_an_idle_watcher_open_past_nginx_read_timeout(tmp_path, ping_
             assert outcome.startswith("closed"), outcome
     finally:
         stop()
+
+
+# --- the template in front of small local upstreams -------------------------------------------
+
+@dataclass
+class Upstream:
+    """A tiny HTTP server standing in for a web instance: answers `status`, records each request."""
+
+    status: int
+    requests: list = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> "Upstream":
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def handle_one(self):
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                upstream.requests.append({"method": self.command, "path": self.path,
+                                          "headers": {k.lower(): v for k, v in self.headers.items()}})
+                body = json.dumps(upstream.requests[-1]).encode()
+                self.send_response(upstream.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = handle_one
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_nginx(prefix: Path, web: list[str], trusted_proxies: str = "127.0.0.1"):
+    """Real nginx with the template rendered for these web upstreams; returns (base URL, process)."""
+    nginx = find_nginx()
+    assert nginx, "nginx is not installed (scripts/system-deps test installs it)"
+    prefix.mkdir(parents=True, exist_ok=True)
+    (prefix / "static").mkdir()
+    (prefix / "static" / "app.css").write_text("body { color: black; }\n")
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(render_nginx_config(
+        REPO / "deploy" / "nginx" / "jobcast.conf.template", listen=f"127.0.0.1:{port}", web=web, ws=web,
+        max_body_bytes=1_048_576, static_root=str(prefix / "static"), temp_dir=str(prefix),
+        pid_file=str(prefix / "nginx.pid"), error_log=str(prefix / "error.log"),
+        access_log=str(prefix / "access.log"), trusted_proxies=trusted_proxies,
+    ))
+    directives = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
+    process = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf), "-g", directives])
+    try:
+        wait_until(lambda: port_open(port) or process.poll() is not None, 10, "nginx to listen")
+        assert process.poll() is None, (prefix / "error.log").read_text()
+    except BaseException:
+        stop_process(process, signal.SIGTERM)
+        raise
+    return f"http://127.0.0.1:{port}", process
+
+
+@pytest.fixture
+def edge(tmp_path):
+    """nginx whose load balancers are 127.0.0.1 (the test client), in front of one working web upstream."""
+    good = Upstream(200).start()
+    url, process = start_nginx(tmp_path / "nginx", [good.address])
+    yield url, good
+    stop_process(process, signal.SIGTERM)
+    good.stop()
+
+
+@pytest.fixture
+def untrusted_edge(tmp_path):
+    """The same, but the trusted load balancers are elsewhere (10.255.0.0/16): the test client is anyone."""
+    good = Upstream(200).start()
+    url, process = start_nginx(tmp_path / "nginx", [good.address], trusted_proxies="10.255.0.0/16")
+    yield url, good
+    stop_process(process, signal.SIGTERM)
+    good.stop()
+
+
+def test_a_trusted_load_balancers_client_address_and_proto_are_passed_on(edge):
+    url, good = edge
+    sent = httpx.get(f"{url}/api/jobs/", headers={"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "https"}).json()
+    assert sent["headers"]["x-forwarded-for"] == "203.0.113.9"
+    assert sent["headers"]["x-forwarded-proto"] == "https"  # TLS terminated at the load balancer
+    plain = httpx.get(f"{url}/api/jobs/").json()
+    assert plain["headers"]["x-forwarded-for"] == "127.0.0.1" and plain["headers"]["x-forwarded-proto"] == "http"
+
+
+def test_an_untrusted_clients_forwarded_headers_are_not_believed(untrusted_edge):
+    url, good = untrusted_edge
+    for path in ("/api/jobs/", "/ws/jobs/"):
+        sent = httpx.get(f"{url}{path}", headers={"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "https"}).json()
+        assert sent["headers"]["x-forwarded-for"] == "127.0.0.1", (path, sent["headers"])  # the peer, not the claim
+        assert sent["headers"]["x-forwarded-proto"] == "http", path
