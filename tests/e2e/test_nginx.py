@@ -29,6 +29,8 @@ def test_the_rendered_config_passes_nginx_t(live_stack):
 
 
 REPO = Path(__file__).resolve().parents[2]
+# What the edge adds to every response (the server block of the template).
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "same-origin"}
 # `server <name> resolve` in an upstream (re-resolve the name while running): nginx >= 1.27.3.
 NGINX_RESOLVE_MIN = (1, 27, 3)
 
@@ -88,6 +90,20 @@ def test_static_files_come_from_nginx_with_cache_headers(live_stack):
     css = httpx.get(f"{live_stack.url}/static/ninja/swagger-ui.css", timeout=10)
     assert css.status_code == 200
     assert css.headers["server"] == "nginx" and "max-age=604800" in css.headers["cache-control"]
+    assert "public" in css.headers["cache-control"]
+    # The /static/ location has add_headers of its own, which cancel the server's: repeated there.
+    assert SECURITY_HEADERS.items() <= css.headers.items(), dict(css.headers)
+
+
+def test_every_location_with_add_header_repeats_the_security_headers():
+    """nginx does not inherit add_header into a location that has one; the template must repeat them."""
+    template = (REPO / "deploy" / "nginx" / "jobcast.conf.template").read_text()
+    blocks = re.findall(r"location [^{]*\{[^}]*\}", template)
+    with_headers = [block for block in blocks if "add_header" in block]
+    assert with_headers, "no location adds headers: drop this test"
+    for block in with_headers:
+        for name, value in SECURITY_HEADERS.items():
+            assert re.search(rf"add_header {name} {value} always;", block, flags=re.IGNORECASE), (name, block)
 
 
 def test_json_is_gzipped_and_security_headers_are_set(live_stack):
@@ -95,8 +111,7 @@ def test_json_is_gzipped_and_security_headers_are_set(live_stack):
         response = client.get("/api/schema/", headers={"accept-encoding": "gzip"})
     assert response.status_code == 200
     assert response.headers.get("content-encoding") == "gzip"
-    assert response.headers["x-content-type-options"] == "nosniff"
-    assert response.headers["x-frame-options"] == "DENY"
+    assert SECURITY_HEADERS.items() <= response.headers.items(), dict(response.headers)
 
 
 @pytest.mark.parametrize("ping_interval,survives", [(1, True), (30, False)])
