@@ -6,7 +6,8 @@ from django.http import HttpResponse, JsonResponse
 
 INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>jobcast</title></head>
 <body><h1>jobcast</h1><p>Background jobs with live progress.</p>
-<ul><li><a href="/api/docs/">API documentation</a></li><li><a href="/api/schema/">OpenAPI schema</a></li></ul>
+<ul><li><a href="/accounts/login/">Log in</a> (a browser session for /api/ and /ws/)</li>
+<li><a href="/api/docs/">API documentation</a></li><li><a href="/api/schema/">OpenAPI schema</a></li></ul>
 </body></html>"""
 
 

@@ -116,6 +116,11 @@ CHANNEL_LAYERS = {
 
 AUTH_PASSWORD_VALIDATORS = []
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# A browser logs in at /accounts/login/ (Django's LoginView, jobcast.web.urls); the session
+# then authenticates /api/ (with CSRF for writes) and the ws handshake (docs/protocol.md).
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
