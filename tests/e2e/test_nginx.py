@@ -257,3 +257,35 @@ def test_an_untrusted_clients_forwarded_headers_are_not_believed(untrusted_edge)
         sent = httpx.get(f"{url}{path}", headers={"x-forwarded-for": "203.0.113.9", "x-forwarded-proto": "https"}).json()
         assert sent["headers"]["x-forwarded-for"] == "127.0.0.1", (path, sent["headers"])  # the peer, not the claim
         assert sent["headers"]["x-forwarded-proto"] == "http", path
+
+
+@pytest.fixture
+def one_failing_web(tmp_path):
+    """nginx in front of two web upstreams, one of which answers every request with 502."""
+    failing, good = Upstream(502).start(), Upstream(200).start()
+    url, process = start_nginx(tmp_path / "nginx", [failing.address, good.address])
+    yield url, failing, good
+    stop_process(process, signal.SIGTERM)
+    failing.stop()
+    good.stop()
+
+
+def methods(upstream: Upstream, method: str) -> int:
+    return sum(1 for request in upstream.requests if request["method"] == method)
+
+
+def test_an_idempotent_request_is_retried_on_the_other_upstream(one_failing_web):
+    url, failing, good = one_failing_web
+    statuses = [httpx.get(f"{url}/api/jobs/{n}/").status_code for n in range(6)]
+    assert statuses == [200] * 6
+    assert methods(failing, "GET") >= 1, "round robin never tried the failing upstream"
+    assert methods(good, "GET") == 6  # every GET the failing one got was retried here
+
+
+def test_a_post_is_never_retried_on_a_second_upstream(one_failing_web):
+    url, failing, good = one_failing_web
+    statuses = [httpx.post(f"{url}/api/jobs/", json={"kind": "demo.count", "n": n}).status_code for n in range(6)]
+    assert methods(failing, "POST") >= 1, "round robin never tried the failing upstream"
+    # Each POST reached exactly one upstream: the failing one's 502 went back to the client.
+    assert methods(failing, "POST") + methods(good, "POST") == 6
+    assert statuses.count(502) == methods(failing, "POST") and statuses.count(200) == methods(good, "POST")
