@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
@@ -192,3 +193,34 @@ def test_compose_nginx_config_is_the_template_rendered():
     assert rendered.returncode == 0, rendered.stderr
     assert rendered.stdout == (REPO / "deploy" / "nginx" / "compose.conf").read_text(), "run scripts/render-compose-nginx"
     assert "server ws:8002 resolve" in rendered.stdout and "resolver 127.0.0.11" in rendered.stdout
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> zipfile.ZipFile:
+    """The project's wheel, built as the Dockerfile's build stage builds it (from a copy of its inputs)."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for name in ("src", "services"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(out), str(source)],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return zipfile.ZipFile(next(out.glob("jobcast-*.whl")))
+
+
+def test_the_wheel_has_every_package_and_data_file_the_code_reads(built_wheel):
+    names = set(built_wheel.namelist())
+    config = __import__("tomllib").loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package in config["packages"]:
+        assert f"{package.replace('.', '/')}/__init__.py" in names, package
+    assert "jobcast/events/publish.lua" in names  # publisher.py reads it next to itself
+    assert "jobcast/ws/server.py" in names and "jobcast/web/gunicorn_conf.py" in names
+    # Every package-data pattern matches a file in the wheel (none is left over from old layouts).
+    for package, patterns in config.get("package-data", {}).items():
+        folder = package.replace(".", "/")
+        for pattern in patterns:
+            assert fnmatch.filter(names, f"{folder}/{pattern}"), (package, pattern)
