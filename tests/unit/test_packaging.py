@@ -166,6 +166,32 @@ def test_compose_services_line_up_with_the_code():
     assert set(compose()["volumes"]) == {"redis-data", "postgres-data", "static", "prometheus-data", "grafana-data"}
 
 
+def seconds(duration: str) -> float:
+    """A compose duration (`30s`, `2m`, `1m30s`) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_compose_stop_grace_periods_outlast_each_tiers_shutdown():
+    """docker compose kills a container after stop_grace_period: each must cover the tier's own bound."""
+    from jobcast.web import gunicorn_conf
+
+    services = compose()["services"]
+    defaults = {name: field.default for name, field in Env.model_fields.items()}
+    grace = {name: seconds(service["stop_grace_period"]) for name, service in services.items()
+             if "stop_grace_period" in service}
+    assert grace["web"] > gunicorn_conf.graceful_timeout
+    assert grace["ws"] > defaults["jobcast_ws_drain_seconds"] + defaults["jobcast_ws_shutdown_grace_seconds"]
+    assert grace["worker"] > defaults["jobcast_worker_shutdown_seconds"]
+    nginx_timeout = re.search(r"^worker_shutdown_timeout (\d+)s;", (REPO / "deploy/nginx/compose.conf").read_text(),
+                              flags=re.MULTILINE)
+    assert grace["nginx"] > int(nginx_timeout.group(1))
+    deploy = (REPO / "docs" / "deploy.md").read_text()
+    assert "warm shutdown)" not in deploy and "soft shutdown" in deploy  # what jobcast run worker does
+
+
 def test_prometheus_scrapes_every_tier_where_it_listens():
     config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
     targets = {job["job_name"]: job["dns_sd_configs"][0] for job in config["scrape_configs"]}
