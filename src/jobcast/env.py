@@ -33,6 +33,8 @@ class Env(BaseSettings):
 
     jobcast_data_dir: str = DATA_DIR_DEFAULT
     jobcast_kind_modules: str = ""
+    # files.checksum reads only under this folder; empty means <data dir>/files.
+    jobcast_files_root: str = ""
     jobcast_progress_max_rate: float = Field(20.0, ge=0)
     jobcast_history_maxlen: int = Field(1000, ge=1)
     jobcast_history_ttl: int = Field(86400, ge=1)
@@ -78,6 +80,13 @@ class Env(BaseSettings):
     def data_dir(self) -> Path:
         """Folder for the embedded defaults (SQLite file, local Redis, generated secret)."""
         return Path(self.jobcast_data_dir).expanduser().resolve()
+
+    @property
+    def files_root(self) -> Path:
+        """The only folder the files.checksum kind reads (docs/writing-jobs.md)."""
+        if self.jobcast_files_root:
+            return Path(self.jobcast_files_root).expanduser().resolve()
+        return self.data_dir / "files"
 
 
 @functools.lru_cache(maxsize=1)

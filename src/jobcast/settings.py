@@ -153,6 +153,7 @@ JOBCAST = {
     "VISIBILITY_TIMEOUT": env.jobcast_visibility_timeout,
     "WORKER_SHUTDOWN_SECONDS": env.jobcast_worker_shutdown_seconds,
     "CANCEL_CHECK_INTERVAL": env.jobcast_cancel_check_interval,
+    "FILES_ROOT": str(env.files_root),
     "WS_MAX_CONNECTIONS": env.jobcast_ws_max_connections,
     "WS_MAX_CONNECTIONS_PER_USER": env.jobcast_ws_max_connections_per_user,
     "WS_PING_INTERVAL": env.jobcast_ws_ping_interval,

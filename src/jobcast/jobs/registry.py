@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from jobcast.errors import ApiError
 
-BUILTIN_KIND_MODULES = ("jobcast.jobs.kinds.demo", "jobcast.jobs.kinds.maintenance")
+BUILTIN_KIND_MODULES = ("jobcast.jobs.kinds.demo", "jobcast.jobs.kinds.maintenance", "jobcast.jobs.kinds.files")
 
 
 @dataclass(frozen=True)

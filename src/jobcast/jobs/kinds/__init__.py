@@ -1,1 +1,1 @@
-"""Built-in job kinds (always registered): demo.count and maintenance.prune_jobs."""
+"""Built-in job kinds (always registered): demo.count, maintenance.prune_jobs and files.checksum."""
