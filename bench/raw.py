@@ -110,7 +110,8 @@ async def publish(spec: dict) -> dict:
         client = redis.asyncio.Redis.from_url(os.environ["REDIS_URL"])
         while not queue.empty() and time.monotonic() < deadline:
             job_id = queue.get_nowait()
-            published += await run_job(client, job_id, spec["steps"], spec["interval_ms"] / 1000)
+            count = await run_job(client, job_id, spec["steps"], spec["interval_ms"] / 1000)
+            published += count  # not `+= await`: that reads the total before the await and loses updates
         await client.aclose()
 
     await asyncio.gather(*(slot() for _ in range(spec["slots"])))

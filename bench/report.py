@@ -231,6 +231,117 @@ def summarize_profile(path: Path) -> dict:
             "inclusive": inclusive.most_common(12)}
 
 
+def tier_shares(x: dict) -> str:
+    """Each tier's share of the CPU the system used (load generator excluded)."""
+    parts = [x.get(k) or 0.0 for k in ("ws_cpu_s", "pub_cpu_s", "redis_cpu_s", "front_cpu_s")]
+    total = sum(parts)
+    return " / ".join(f"{p / total:.0%}" for p in parts) if total else "–"
+
+
+def per_unit(x: dict, cpu_key: str, count: float) -> float | None:
+    """Microseconds of a tier's CPU per delivered event (or per published event)."""
+    return x[cpu_key] / count * 1e6 if ok(x) and x.get(cpu_key) is not None and count else None
+
+
+def scale_section(scale: list[dict]) -> list[str]:
+    if not scale:
+        return ["Not run (`--quick` or `--no-scale`)."]
+    lines = ["Scenario C again, on fresh stacks with 1 or 2 ws processes behind nginx and 1 or 2 Celery worker "
+             "instances (each of half the main rounds' pool, so 2 instances have the same pool as the rounds). "
+             "These 2 cores are shared by every process, so the scaling shown is what two cores "
+             "allow; the per-delivery CPU costs are what the estimate below is built from.", "",
+             "| ws processes | worker instances (pool processes) | delivered events/s | lost | dup | "
+             "ws CPU µs per delivery | worker CPU µs per event | Redis CPU µs per event | nginx+web CPU µs per delivery |",
+             "| --- " * 9 + "|"]
+    for entry in scale:
+        for x in entry["runs"]:
+            if not ok(x):
+                lines.append(f"| {entry['ws_processes']} | {entry['worker_instances']} ({entry['worker_processes']}) | "
+                             f"{notes_for(x)} |" + " – |" * 6)
+                continue
+            lines.append(
+                f"| {entry['ws_processes']} | {entry['worker_instances']} ({entry['worker_processes']}) | "
+                f"{fmt(x['events_per_s'], 0)} | {x['lost']} | {x['duplicated']} | "
+                f"{fmt(per_unit(x, 'ws_cpu_s', x['delivered']), 1)} | "
+                f"{fmt(per_unit(x, 'pub_cpu_s', events_published(x)), 1)} | "
+                f"{fmt(per_unit(x, 'redis_cpu_s', events_published(x)), 1)} | "
+                f"{fmt(per_unit(x, 'front_cpu_s', x['delivered']), 1)} |")
+    return lines
+
+
+def events_published(x: dict) -> float:
+    """Events the jobs published (each reaches every watcher of its job)."""
+    return x.get("published") or 0
+
+
+def ablation_section(ablation: list[dict]) -> list[str]:
+    if not ablation:
+        return ["Not run (`--quick` or `--no-ablation`)."]
+    lines = ["Each optimisation of the event path is a commit. This pass checked the earlier commits out into git "
+             "worktrees (`bench/ablation.py`), ran each beside this checkout as its own jobcast stack, and ran B and "
+             "C on all of them in turn under the same load generator — so each ratio below is from this one run.", ""]
+    base = ablation[0]
+    lines += ["| version | commit | scenario | delivered events/s (runs) | p99 ms (runs) | lost | dup | "
+              "ws CPU µs per delivery | worker CPU µs per event | events/s vs the first row |", "| --- " * 10 + "|"]
+    for scenario in ("B", "C"):
+        base_rate = med([x["events_per_s"] for x in base["runs"].get(scenario, []) if ok(x)])
+        for v in ablation:
+            runs = [x for x in v["runs"].get(scenario, []) if ok(x)]
+            if not runs:
+                lines.append(f"| {v['label']} | `{v['commit']}` | {scenario} | failed | – | – | – | – | – | – |")
+                continue
+            rate = med([x["events_per_s"] for x in runs])
+            ws = med([per_unit(x, "ws_cpu_s", x["delivered"]) for x in runs])
+            pub = med([per_unit(x, "pub_cpu_s", events_published(x)) for x in runs])
+            lines.append(
+                f"| {v['label']} | `{v['commit']}` | {scenario} | {' / '.join(fmt(x['events_per_s'], 0) for x in runs)} | "
+                f"{' / '.join(ms(x['p99']) for x in runs)} | {sum(x['lost'] for x in runs)} | "
+                f"{sum(x['duplicated'] for x in runs)} | {fmt(ws, 1)} | {fmt(pub, 1)} | "
+                f"{fmt(rate / base_rate, 1) + '×' if base_rate else '–'} |")
+    return lines
+
+
+def capacity_section(scale: list[dict]) -> list[str]:
+    """Cores, pods and Redis for 100k and 1M watchers, from the per-delivery CPU measured in this run."""
+    runs = [x for e in scale if e["ws_processes"] == 1 and e["worker_instances"] == 2 for x in e["runs"] if ok(x)]
+    if not runs:
+        return ["No scale-out measurement in this run to estimate from."]
+    ws_us = med([per_unit(x, "ws_cpu_s", x["delivered"]) for x in runs])
+    front_us = med([per_unit(x, "front_cpu_s", x["delivered"]) for x in runs])
+    pub_us = med([per_unit(x, "pub_cpu_s", events_published(x)) for x in runs])
+    redis_us = med([per_unit(x, "redis_cpu_s", events_published(x)) for x in runs])
+    load = 0.7  # cores planned at 70 % busy
+    lines = [f"From this run (scenario C, 1 ws process, the 8-process worker pool): a delivery costs "
+             f"{fmt(ws_us, 1)} µs of ws CPU and {fmt(front_us, 1)} µs of nginx CPU; a published event "
+             f"{fmt(pub_us, 1)} µs of worker CPU (published in batches, as C's tight loop allows; a lone event costs "
+             f"a round trip, ~0.1 ms) and {fmt(redis_us, 1)} µs of Redis CPU. The estimate assumes one event per "
+             f"watcher per second (each job with one watcher, progress at one update per second; "
+             f"`JOBCAST_PROGRESS_MAX_RATE` caps a job at 20/s), cores planned at {load:.0%} busy, and ws pods of 4 "
+             "cores holding at most 25,000 sockets each (a fifth of their memory at the idle-socket cost of D). "
+             "Publishing is the jobs' own CPU on the worker tier; it is shown separately.", "",
+             "| watchers | deliveries/s | ws cores | ws pods | nginx cores | Redis | publishing, worker cores | "
+             "all cores |", "| --- " * 8 + "|"]
+    for watchers in (100_000, 1_000_000):
+        deliveries = events = watchers
+        ws_cores = deliveries * ws_us / 1e6 / load
+        nginx_cores = deliveries * front_us / 1e6 / load
+        redis_cores = events * redis_us / 1e6 / load
+        pub_cores = events * max(pub_us, 100.0) / 1e6 / load  # a lone event is a round trip (~100 µs)
+        pods = max(-(-watchers // 25_000), -(-int(ws_cores + 0.999) // 4))
+        shards = max(1, -(-int(redis_cores + 0.999) // 1))
+        lines.append(f"| {watchers:,} | {deliveries:,} | {ws_cores:.0f} | {pods} | {nginx_cores:.0f} | "
+                     f"{redis_cores:.1f} cores: {shards} Redis primar{'y' if shards == 1 else 'ies'} (jobs sharded by id) | "
+                     f"{pub_cores:.0f} | {ws_cores + nginx_cores + redis_cores + pub_cores:.0f} |")
+    total_1m = (ws_us + front_us + redis_us + max(pub_us, 100.0)) / load
+    lines += ["", f"Centrifugo publishes 1M connections and ~500k messages/s on 40 CPUs and 5 Redis shards (Go): "
+              f"~{40 / 0.5:.0f} cores per 1M deliveries/s. jobcast, from the costs above, needs ~{total_1m:.0f} cores "
+              f"per 1M deliveries/s all told ({(ws_us + front_us) / load:.0f} of them in the ws tier and nginx), "
+              f"{total_1m / 80:.1f}× Centrifugo's. Note the publisher's share: jobcast's seq, history and snapshot "
+              "cost a Lua call per publish that Centrifugo's benchmark does not make. The sharding of Redis by job "
+              "id is not implemented (one `REDIS_URL`); past one Redis core it is the first thing to build."]
+    return lines
+
+
 def profile_section(profile: dict) -> list[str]:
     if not profile:
         return ["Not profiled in this run (`--quick`, `--no-profile`, or py-spy not installed: "
@@ -290,7 +401,8 @@ def write(out: Path, meta: dict, rounds: list[dict], profile: dict) -> None:
         "group `job_<id>` and forwards each event with `json.dumps`; a Celery task calling "
         "`async_to_sync(channel_layer.group_send)` per event; channels-redis's default `RedisChannelLayer` "
         "(capacity 100, only the read timeout raised, see `bench/stock/settings.py`); a tiny Django view to start "
-        "a job; served by uvicorn with the same options as jobcast's ws tier, no nginx. It has no history and no "
+        "a job; served by uvicorn as the tutorial runs it (its default websockets implementation with per-message "
+        "deflate; uvloop and httptools as jobcast has them), no nginx. It has no history and no "
         "resume: an event that does not reach a socket is gone.",
         "- **raw**, the practical ceiling for Python here (`bench/raw.py`): one `websockets` server process, one "
         "`PSUBSCRIBE job:*` connection, `broadcast()` to the job's sockets; events published by a bare asyncio "
@@ -396,18 +508,19 @@ def write(out: Path, meta: dict, rounds: list[dict], profile: dict) -> None:
                   "choose the id, open the socket first and then start the job (stock: its view; raw: `GET "
                   "/start/<id>` on the raw server, a Redis list, a bare worker) — submitted first, a tiny job "
                   "would finish before they watch.", "",
-                  "| system | round | done | errors | jobs/s | p50 ms | p99 ms | ws CPU s | pub CPU s | front CPU s |",
-                  "| --- " * 10 + "|"]
+                  "| system | round | done | errors | jobs/s | p50 ms | p99 ms | ws CPU s | pub CPU s | front CPU s | "
+                  "share of the systems' CPU: ws / workers / Redis / front |",
+                  "| --- " * 11 + "|"]
         for name in NAMES:
             for i, r in enumerate(rounds, 1):
                 x = get(r, name, "E")
                 if not ok(x):
-                    lines.append(f"| {name} | {i} | " + "– | " * 8 + f"{notes_for(x)} |")
+                    lines.append(f"| {name} | {i} | " + "– | " * 9 + f"{notes_for(x)} |")
                     continue
                 kinds = ", ".join(f"{k}×{v}" for k, v in x["error_kinds"].items())
                 lines.append(f"| {name} | {i} | {x['done']:,} | {x['errors']}{' ' + kinds if kinds else ''} | "
                              f"{fmt(x['jobs_per_s'], 1)} | {ms(x['p50'])} | {ms(x['p99'])} | {fmt(x.get('ws_cpu_s'))} | "
-                             f"{fmt(x.get('pub_cpu_s'))} | {fmt(x.get('front_cpu_s'))} |")
+                             f"{fmt(x.get('pub_cpu_s'))} | {fmt(x.get('front_cpu_s'))} | {tier_shares(x)} |")
 
     if "F" in scenarios:
         lines += ["", f"## F — storm of {sizes['F']['connections']:,} handshakes, then all closed at once", "",
@@ -441,6 +554,9 @@ def write(out: Path, meta: dict, rounds: list[dict], profile: dict) -> None:
                   f"- one command per round trip: {fmt(broker.get('publish'), 0)} PUBLISH/s",
                   f"- pipelined 16 deep (`-P 16`): {fmt(broker.get('publish_pipelined_16'), 0)} PUBLISH/s"]
 
+    lines += ["", "## Scale-out: 1 and 2 ws processes and workers (C)", "", *scale_section(meta.get("scale") or [])]
+    lines += ["", "## What it would take for 100k and 1M watchers", "", *capacity_section(meta.get("scale") or [])]
+    lines += ["", "## What each change did (before/after, same run)", "", *ablation_section(meta.get("ablation") or [])]
     lines += ["", "## What the profile shows", "", *profile_section(profile)]
     if NOTES.exists():
         lines += ["", NOTES.read_text().strip()]

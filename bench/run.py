@@ -1,6 +1,6 @@
 """`make bench`: jobcast vs the stock Channels path vs a raw pub/sub server, in one run.
 
-    python bench/run.py [--quick] [--rounds N] [--only A,B,...] [--no-profile]
+    python bench/run.py [--quick] [--rounds N] [--only A,B,...] [--no-profile] [--no-scale] [--no-ablation]
 
 Starts each system as real processes on 127.0.0.1 with its own redis-server (bench/systems.py),
 drives them with the load generator (bench/loadgen.py, a separate process), alternates the
@@ -10,8 +10,7 @@ and docs/benchmarks.png (bench/report.py). The full run takes about 15 minutes o
 
 Scenarios (full sizes; --quick is smaller):
   A  200 jobs x 1 watcher, 100 steps 10 ms apart         latency under a paced load
-  B  1 job x 500 watchers, 300 steps 2 ms apart          fan-out to many sockets (and once, after
-                                                         the rounds, the issue's 1000 steps)
+  B  1 job x 500 watchers, 1000 steps 2 ms apart         fan-out to many sockets
   C  50 jobs x 4 watchers, 500 steps, no pause           delivered events/s at saturation
   D  2,000 idle sockets                                  ws server RSS per connection
   E  tiny jobs (1 step) through 16 clients               jobs/s, submit -> terminal event
@@ -37,8 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import report  # noqa: E402
-from bench.systems import SYSTEMS, bench_env, cpu_seconds, rss_bytes  # noqa: E402
+from bench import ablation, report  # noqa: E402
+from bench.systems import SYSTEMS, Jobcast, bench_env, cpu_seconds, rss_bytes  # noqa: E402
 from tests.support import start_redis, stop_process  # noqa: E402
 
 PY = sys.executable
@@ -50,10 +49,7 @@ SCENARIOS = ["D", "F", "A", "B", "C", "E"]  # D first: RSS per connection of fre
 SIZES = {
     "full": {
         "A": {"jobs": 200, "watchers": 1, "steps": 100, "interval_ms": 10},
-        # The issue's B has 1000 steps (501,000 deliveries): ~2.5 minutes for jobcast alone per run,
-        # too long for both rounds in 15 minutes. The rounds run 300 steps; the extra pass runs
-        # the full 1000 once, for jobcast and raw.
-        "B": {"jobs": 1, "watchers": 500, "steps": 300, "interval_ms": 2},
+        "B": {"jobs": 1, "watchers": 500, "steps": 1000, "interval_ms": 2},
         "C": {"jobs": 50, "watchers": 4, "steps": 500, "interval_ms": 0},
         "D": {"connections": 2000},
         "E": {"jobs": 300, "clients": 16},
@@ -353,6 +349,74 @@ def extra_pass(sizes: dict, workdir: Path, full_b: bool, profile: bool) -> tuple
     return big, profiles
 
 
+SCALE_CONFIGS = [(1, 1), (2, 1), (1, 2), (2, 2)]  # (ws processes, worker instances of CONCURRENCY // 2)
+
+
+def scale_pass(size: dict, workdir: Path, rounds: int = 1) -> list[dict]:
+    """Scenario C on jobcast with 1 and 2 ws processes and 1 and 2 worker instances."""
+    out = []
+    for ws, workers in SCALE_CONFIGS:
+        system = Jobcast(CONCURRENCY // 2, ws_instances=ws, worker_instances=workers)
+        entry = {"ws_processes": ws, "worker_instances": workers, "worker_processes": workers * (CONCURRENCY // 2),
+                 "runs": []}
+        try:
+            system.start(workdir / f"scale-{ws}-{workers}")
+            for n in range(rounds):
+                try:
+                    result = events_scenario(system, **size)
+                except Exception as exc:  # noqa: BLE001
+                    traceback.print_exc()
+                    result = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
+                entry["runs"].append({k: v for k, v in result.items() if k != "timeline"})
+                log(f"scale C ws={ws} workers={workers} run {n + 1}: "
+                    f"{json.dumps({k: v for k, v in entry['runs'][-1].items() if k in ('events_per_s', 'lost', 'duplicated', 'ws_cpu_s', 'pub_cpu_s', 'failed')})}")
+        finally:
+            system.stop()
+        out.append(entry)
+    return out
+
+
+ABLATION_SCENARIOS = ["B", "C"]
+
+
+def ablation_pass(sizes: dict, workdir: Path, rounds: int = 1) -> list[dict]:
+    """B and C on earlier commits of jobcast and on this checkout, alternating, in one run."""
+    versions, trees = [], []
+    try:
+        for label, commit in ablation.VERSIONS:
+            if commit is None:
+                versions.append({"label": label, "commit": "this checkout", "system": Jobcast(CONCURRENCY)})
+                continue
+            python, tree = ablation.checkout(commit, workdir / "ablation")
+            trees.append(tree)
+            versions.append({"label": label, "commit": commit, "system": Jobcast(CONCURRENCY, python=python, repo=tree)})
+        for v in versions:
+            v["system"].start(workdir / f"ablation-{v['commit'].replace(' ', '-')}")
+            v["runs"] = {s: [] for s in ABLATION_SCENARIOS}
+        for n in range(rounds):
+            for scenario in ABLATION_SCENARIOS:
+                order = versions if n % 2 == 0 else versions[::-1]
+                for v in order:
+                    try:
+                        result = events_scenario(v["system"], **sizes[scenario])
+                    except Exception as exc:  # noqa: BLE001
+                        traceback.print_exc()
+                        result = {"failed": f"{type(exc).__name__}: {exc}"[:300]}
+                    v["runs"][scenario].append({k: x for k, x in result.items() if k != "timeline"})
+                    log(f"ablation {scenario} {v['commit']} run {n + 1}: events/s "
+                        f"{result.get('events_per_s', 0):.0f}, p99 {result.get('p99', 0):.3f} s, "
+                        f"lost {result.get('lost')}, dup {result.get('duplicated')}")
+    finally:
+        for v in versions:
+            try:
+                v["system"].stop()
+            except Exception:  # noqa: BLE001 - a version that never started has nothing to stop
+                pass
+        for tree in trees:
+            ablation.remove(tree)
+    return [{k: x for k, x in v.items() if k != "system"} for v in versions]
+
+
 def machine() -> dict:
     def first(cmd):
         try:
@@ -386,6 +450,8 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated scenarios, e.g. A,C")
     parser.add_argument("--systems", default=",".join(ORDER), help="a subset of jobcast,stock,raw (for diagnosis)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy pass")
+    parser.add_argument("--no-scale", action="store_true", help="skip the scale-out pass (C with 1-2 ws and workers)")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the pass over earlier commits (B, C)")
     parser.add_argument("--out", default=str(REPO / "docs"), help="where benchmarks.md and .png go")
     args = parser.parse_args()
     mode = "quick" if args.quick else "full"
@@ -401,12 +467,15 @@ def main() -> None:
                       and r[k].get("frame_bytes")), 200)
         log("redis-benchmark")
         broker = redis_benchmark(workdir, int(frame))
-        full_b, profile = extra_pass(sizes, workdir, full_b=not args.quick and "B" in scenarios,
+        full_b, profile = extra_pass(sizes, workdir, full_b=not args.quick and "B" in scenarios
+                                     and sizes["B"]["steps"] < FULL_B["steps"],
                                      profile=not (args.no_profile or args.quick))
+        scale = [] if args.no_scale or args.quick else scale_pass(sizes["C"], workdir)
+        changes = [] if args.no_ablation or args.quick else ablation_pass(sizes, workdir)
     seconds = time.monotonic() - started
     meta = {"mode": mode, "rounds": rounds, "sizes": sizes, "full_b": full_b, "full_b_size": FULL_B, "scenarios": scenarios, "concurrency": CONCURRENCY,
             "seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-            "broker": broker, "argv": " ".join(sys.argv[1:])}
+            "broker": broker, "argv": " ".join(sys.argv[1:]), "scale": scale, "ablation": changes}
     out = Path(args.out)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"meta": meta, "rounds": results, "profile": profile}, indent=1))

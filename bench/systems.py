@@ -40,7 +40,8 @@ GATE_SECONDS = 300  # a start gate never holds a worker longer than this
 
 def bench_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBCAST_", "REDIS_URL", "DJANGO_"))}
-    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", **extra)
+    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    env.update(extra)
     return env
 
 
@@ -136,8 +137,20 @@ class System:
 
 
 class Jobcast(System):
+    """jobcast through its front door. The scale-out pass varies `ws_instances` (ws processes
+    behind nginx) and `worker_instances` (Celery worker instances of `concurrency` processes
+    each); the ablation pass runs other commits' code (`python`: a venv with that commit
+    installed, `repo`: its worktree)."""
+
     name = "jobcast"
     resume = True
+
+    def __init__(self, concurrency: int, *, ws_instances: int = 1, worker_instances: int = 1,
+                 python: str = PY, repo: Path = REPO):
+        super().__init__(concurrency)
+        self.ws_instances, self.worker_instances = ws_instances, worker_instances
+        self.python, self.repo = python, repo
+        self.extra_workers: list[subprocess.Popen] = []
 
     def start(self, workdir: Path) -> None:
         self.redis = start_redis(workdir / "redis")
@@ -151,14 +164,15 @@ class Jobcast(System):
             JOBCAST_URL=self.url, JOBCAST_FRONT_DOOR="nginx", JOBCAST_WORKER_CONCURRENCY=str(self.concurrency),
             JOBCAST_PROGRESS_MAX_RATE="0",  # no coalescing: every ctx.progress is an event (raw throughput)
             JOBCAST_SUBMIT_RATE_PER_MINUTE="0", JOBCAST_WS_MAX_CONNECTIONS_PER_USER="100000",
-            JOBCAST_LOG_LEVEL="warning",
+            JOBCAST_LOG_LEVEL="warning", JOBCAST_WS_INSTANCES=str(self.ws_instances),
+            JOBCAST_WORKER_METRICS_PORT=str(free_port()), PYTHONPATH=str(self.repo),
             # Only how fast the stack stops between rounds (no scenario stops it):
             JOBCAST_WS_DRAIN_SECONDS="1", JOBCAST_WORKER_SHUTDOWN_SECONDS="3",
         )
         self.log = workdir / "stack.log"
         with open(self.log, "wb") as out:
-            self.process = subprocess.Popen([PY, "-m", "jobcast.cli.main", "run"], env=self.env, stdout=out,
-                                            stderr=subprocess.STDOUT, cwd=REPO)
+            self.process = subprocess.Popen([self.python, "-m", "jobcast.cli.main", "run"], env=self.env, stdout=out,
+                                            stderr=subprocess.STDOUT, cwd=self.repo)
 
         def ready():
             if self.process.poll() is not None:
@@ -169,14 +183,19 @@ class Jobcast(System):
                 return False
 
         wait_until(ready, 120, "jobcast run", interval=0.3)
-        done = subprocess.run([PY, "-m", "jobcast.cli.main", "token", "bench", "--create-user"], env=self.env,
-                              capture_output=True, text=True, timeout=60, cwd=REPO)
+        for n in range(1, self.worker_instances):
+            with open(workdir / f"worker{n}.log", "wb") as out:
+                env = {**self.env, "JOBCAST_WORKER_METRICS_PORT": str(free_port())}
+                self.extra_workers.append(subprocess.Popen([self.python, "-m", "jobcast.cli.main", "run", "worker"],
+                                                           env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.repo))
+        done = subprocess.run([self.python, "-m", "jobcast.cli.main", "token", "bench", "--create-user"], env=self.env,
+                              capture_output=True, text=True, timeout=60, cwd=self.repo)
         assert done.returncode == 0, done.stderr
         self.headers = {"Authorization": f"Bearer {done.stdout.strip()}"}
         self.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=30)
 
     def tiers(self):
-        pids = descendants(self.process.pid)
+        pids = descendants(self.process.pid) + [p for w in self.extra_workers for p in descendants(w.pid)]
         lines = {pid: cmdline(pid) for pid in pids}
         return {
             "ws": [p for p, c in lines.items() if "jobcast.ws.server" in c],
@@ -193,7 +212,7 @@ class Jobcast(System):
 
     def hold_workers(self) -> list[str]:
         """Occupy every worker process with a long demo.count (cancelled by release_workers)."""
-        gates = [self.submit(GATE_SECONDS, 1000) for _ in range(self.concurrency)]
+        gates = [self.submit(GATE_SECONDS, 1000) for _ in range(self.concurrency * self.worker_instances)]
         wait_until(lambda: all(self.http.get(f"/api/jobs/{g}/").json()["state"] == "running" for g in gates),
                    60, "the gate jobs to run", interval=0.2)
         return gates
@@ -235,6 +254,8 @@ class Jobcast(System):
 
     def stop(self) -> None:
         self.http.close()
+        for worker in self.extra_workers:
+            stop_process(worker, signal.SIGTERM, timeout=60)
         stop_process(self.process, signal.SIGINT, timeout=60)
         self.redis.stop()
 
@@ -248,7 +269,8 @@ class Stock(System):
         self.port = free_port()
         self.url, self.ws_base = f"http://127.0.0.1:{self.port}", f"ws://127.0.0.1:{self.port}"
         log = open(workdir / "stock.log", "wb")
-        # The same uvicorn options as jobcast's ws tier (services/ws/server.py).
+        # uvicorn as the Channels tutorial runs it (its websockets implementation and per-message
+        # deflate by default), with uvloop and httptools as jobcast's ws tier has them.
         self.server = subprocess.Popen(
             [PY, "-m", "uvicorn", "bench.stock.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
              "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--ws-max-size", "65536",
