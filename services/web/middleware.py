@@ -52,7 +52,7 @@ class JsonErrorMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """413 for a declared Content-Length over JOBCAST_MAX_BODY_BYTES (chunked bodies: see api.py)."""
+    """413 for a declared Content-Length over JOBCAST_MAX_BODY_BYTES (chunked bodies: jobcast.web.bodies)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
