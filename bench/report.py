@@ -282,13 +282,15 @@ def ablation_section(ablation: list[dict]) -> list[str]:
              "C on all of them in turn under the same load generator — so each ratio below is from this one run.", ""]
     base = ablation[0]
     lines += ["| version | commit | scenario | delivered events/s (runs) | p99 ms (runs) | lost | dup | "
-              "ws CPU µs per delivery | worker CPU µs per event | events/s vs the first row |", "| --- " * 10 + "|"]
+              "ws CPU µs per delivery | worker CPU µs per event | events/s vs the first row | notes |",
+              "| --- " * 11 + "|"]
     for scenario in ("B", "C"):
         base_rate = med([x["events_per_s"] for x in base["runs"].get(scenario, []) if ok(x)])
         for v in ablation:
             runs = [x for x in v["runs"].get(scenario, []) if ok(x)]
             if not runs:
-                lines.append(f"| {v['label']} | `{v['commit']}` | {scenario} | failed | – | – | – | – | – | – |")
+                lines.append(f"| {v['label']} | `{v['commit']}` | {scenario} | failed | – | – | – | – | – | – | "
+                             f"{'; '.join(notes_for(x) for x in v['runs'].get(scenario, []))} |")
                 continue
             rate = med([x["events_per_s"] for x in runs])
             ws = med([per_unit(x, "ws_cpu_s", x["delivered"]) for x in runs])
@@ -297,7 +299,9 @@ def ablation_section(ablation: list[dict]) -> list[str]:
                 f"| {v['label']} | `{v['commit']}` | {scenario} | {' / '.join(fmt(x['events_per_s'], 0) for x in runs)} | "
                 f"{' / '.join(ms(x['p99']) for x in runs)} | {sum(x['lost'] for x in runs)} | "
                 f"{sum(x['duplicated'] for x in runs)} | {fmt(ws, 1)} | {fmt(pub, 1)} | "
-                f"{fmt(rate / base_rate, 1) + '×' if base_rate else '–'} |")
+                f"{fmt(rate / base_rate, 1) + '×' if base_rate else '–'} | {'; '.join(notes_for(x) for x in runs)} |")
+    lines += ["", "*lost* counts the seqs a watcher never received by the end of the scenario's time limit, "
+              "including every event after a terminal event that never came (*watchers never saw the end*)."]
     return lines
 
 
