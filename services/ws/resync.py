@@ -39,7 +39,9 @@ async def latest_seqs(job_ids: list[str]) -> dict[str, int]:
 
 async def sweep_once(layer, seen: dict) -> int:
     """One round: nudge the sockets that are behind and stood still since the last round."""
-    watching = [c for c in connections.consumers if getattr(c, "resumable", False) and not c.finished]
+    # Only sockets past their ownership check (a refused one is counted until its close runs).
+    watching = [c for c in connections.consumers
+                if getattr(c, "resumable", False) and c.job is not None and not c.finished]
     if not watching:
         seen.clear()
         return 0

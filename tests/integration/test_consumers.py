@@ -492,6 +492,21 @@ async def test_a_lost_last_event_reaches_the_socket_through_the_sweeper(user, to
     assert [(m["seq"], m["state"]) for m in messages] == [(2, "succeeded")] and code == 1000
 
 
+async def test_the_sweeper_skips_a_socket_refused_before_its_job_was_known():
+    """A JobConsumer is counted from admission; until its ownership check it has no job."""
+    from jobcast.ws.resync import sweep_once
+
+    class Refused:
+        resumable, job, finished, last_seq, channel_name = True, None, False, 0, "x"
+
+    refused = Refused()
+    connections.consumers.add(refused)
+    try:
+        assert await sweep_once(get_channel_layer(), {}) == 0
+    finally:
+        connections.consumers.discard(refused)
+
+
 async def test_a_socket_that_is_receiving_is_never_nudged(user, token, settings):
     from jobcast.ws.resync import sweep_once
 
