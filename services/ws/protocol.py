@@ -1,4 +1,5 @@
-"""uvicorn's sans-I/O websockets protocol, with a close that survives an oversized frame.
+"""uvicorn's sans-I/O websockets protocol, with a close that survives an oversized frame
+and a 503 (not 500) for a handshake caught by the server's shutdown.
 
 jobcast serves WebSockets with uvicorn's `websockets-sansio` implementation: no helper
 tasks per socket and a cheaper send path than the legacy one (docs/benchmarks.md). On a
@@ -8,15 +9,40 @@ answers it with a reset, which can destroy the close frame before the client (or
 reads it — the client then sees 1006 instead of the contract's 1009. Here the server
 half-closes after the close frame and keeps reading (and discarding) until the client
 closes its side or uvicorn's close timeout passes.
+
+A handshake still in progress when the process stops (after the drain, before the port
+closes) gets uvicorn's HTTP 500; here it gets 503 with Retry-After, which is what it is: the
+server is restarting, try again (docs/deploy.md, drains).
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+RETRY_AFTER_SECONDS = "1"
 
 
 class JobcastWebSocketProtocol(WebSocketsSansIOProtocol):
-    """WebSocketsSansIOProtocol whose failed connections wait for the peer before closing."""
+    """WebSocketsSansIOProtocol: failed connections wait for the peer; shutdown refuses handshakes with 503."""
+
+    refused_for_shutdown = False
+
+    def shutdown(self) -> None:
+        if self.handshake_complete or self.close_sent or self.initial_response is not None:
+            return super().shutdown()
+        self.stop_keepalive()
+        response = self.conn.reject(HTTPStatus.SERVICE_UNAVAILABLE, "Server restarting: connect again.\n")
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        self.conn.send_response(response)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.refused_for_shutdown = True
+        self.transport.close()
+
+    def send_500_response(self) -> None:
+        if not self.refused_for_shutdown:  # the app's own failure later must not write after the 503
+            super().send_500_response()
 
     def handle_parser_exception(self) -> None:
         if self.close_sent:

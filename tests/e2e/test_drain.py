@@ -67,7 +67,9 @@ class Watcher:
             except websockets.ConnectionClosed as exc:
                 self.closed(exc.rcvd.code if exc.rcvd else 1006)
             except websockets.InvalidStatus as exc:
-                assert exc.response.status_code in (502, 503)  # nginx while the only ws process restarts
+                # 502 from nginx while the only ws process restarts; 503 from a stopping ws process
+                # whose shutdown caught this handshake mid-way (jobcast.ws.protocol)
+                assert exc.response.status_code in (502, 503)
                 self.closes.append(exc.response.status_code)
             except OSError:
                 self.closes.append(-1)
