@@ -132,14 +132,13 @@ class JobContext:
             return None
         return max(0.0, self._last_publish + BATCH_WINDOW_SECONDS - time.monotonic())
 
-    def _publish_outbox(self, **kwargs):
+    def _publish_outbox(self) -> None:
         if not self._outbox:
-            return None
+            return
         events, self._outbox = self._outbox, []
-        published = self._publish(events, self.owner_id, **kwargs)
+        published = self._publish(events, self.owner_id)
         self._last_publish = time.monotonic()
         self.last_seq = published.seq
-        return published
 
     def _flush_pending(self) -> None:
         value = self._coalescer.take_due(force=True)
