@@ -387,7 +387,11 @@ def ablation_pass(sizes: dict, workdir: Path, rounds: int = 1) -> list[dict]:
             if commit is None:
                 versions.append({"label": label, "commit": "this checkout", "system": Jobcast(CONCURRENCY)})
                 continue
-            python, tree = ablation.checkout(commit, workdir / "ablation")
+            try:
+                python, tree = ablation.checkout(commit, workdir / "ablation")
+            except (subprocess.SubprocessError, OSError) as exc:  # no git history here (a source tarball)
+                log(f"ablation skipped: cannot check out {commit}: {exc}")
+                return []
             trees.append(tree)
             versions.append({"label": label, "commit": commit, "system": Jobcast(CONCURRENCY, python=python, repo=tree)})
         for v in versions:
