@@ -34,13 +34,14 @@ test: $(INSTALLED)
 test-sqlite: $(INSTALLED)
 	$(VENV)/bin/pytest
 
+# scripts/pg-ready says why a server cannot be used: nothing answers, or it refused the login.
 test-postgres: $(INSTALLED)
 	@if $(PY) scripts/pg-ready "$(PG_URL)"; then \
 	  DATABASE_URL="$(PG_URL)" $(VENV)/bin/pytest -m "postgres" -p no:cacheprovider; \
 	elif [ -n "$$CI" ]; then \
-	  echo "PostgreSQL is not reachable at $(PG_URL): CI must run the PostgreSQL tests." >&2; exit 1; \
+	  echo "PostgreSQL at $(PG_URL) cannot be used (reason above): CI must run the PostgreSQL tests." >&2; exit 1; \
 	else \
-	  echo "SKIPPED PostgreSQL tests: nothing answers at $(PG_URL) (set PG_URL to point at one)." >&2; \
+	  echo "SKIPPED PostgreSQL tests: PostgreSQL at $(PG_URL) cannot be used (reason above; set PG_URL to one that can)." >&2; \
 	fi
 
 bench: $(INSTALLED)

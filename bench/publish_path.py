@@ -2,7 +2,7 @@
 
 - stock:   `async_to_sync(channel_layer.group_send)` per event, as the Channels docs and
            celery-progress teach (plus nothing for seq or history);
-- jobcast: `publish_event` (seq + history + live snapshot + fan-out in one Lua call);
+- jobcast: a job's `JobPublisher.publish_one` (seq + history + live snapshot + fan-out in one Lua call);
 - floor:   one Redis PING round trip on a persistent connection.
 
 Each is run in alternating rounds; the report gives µs per event (median of rounds) and
@@ -35,7 +35,7 @@ def main(events: int = 1000, rounds: int = 5) -> None:
         from channels_redis.core import RedisChannelLayer
 
         from jobcast.events.groups import job_group
-        from jobcast.events.publisher import publish_event
+        from jobcast.events.publisher import JobPublisher
         from jobcast.events.schema import ProgressEvent
         from jobcast.redis_client import get_redis
 
@@ -57,9 +57,11 @@ def main(events: int = 1000, rounds: int = 5) -> None:
             for n in range(events):
                 async_to_sync(layer.group_send)(job_group(job_id), {"type": "job.progress", "current": n, "ts": time.time()})
 
+        publisher = JobPublisher(job_id, 1)
+
         def jobcast():
             for n in range(events):
-                publish_event(ProgressEvent(job_id=job_id, ts=time.time(), current=n, total=events), 1)
+                publisher.publish_one(ProgressEvent(job_id=job_id, ts=time.time(), current=n, total=events))
 
         def floor():
             for _ in range(events):

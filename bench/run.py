@@ -1,12 +1,15 @@
 """`make bench`: jobcast vs the stock Channels path vs a raw pub/sub server, in one run.
 
     python bench/run.py [--quick] [--rounds N] [--only A,B,...] [--no-profile] [--no-scale] [--no-ablation]
+                        [--compare COMMIT] [--out DIR]
 
 Starts each system as real processes on 127.0.0.1 with its own redis-server (bench/systems.py),
 drives them with the load generator (bench/loadgen.py, a separate process), alternates the
 systems' order from scenario to scenario and round to round, and writes docs/benchmarks.md
 and docs/benchmarks.png (bench/report.py). The full run takes about 15 minutes on 2 cores;
-`--quick` (one round, small sizes) about 2 minutes.
+`--quick` (one round, small sizes) about 2 minutes. `--compare COMMIT` adds a before/after
+of a change: B and C on COMMIT (a git worktree) and on this checkout, alternating, in the
+same run; `--out DIR` writes the report and its numbers there instead of over docs/.
 
 Scenarios (full sizes; --quick is smaller):
   A  200 jobs x 1 watcher, 100 steps 10 ms apart         latency under a paced load
@@ -379,11 +382,11 @@ def scale_pass(size: dict, workdir: Path, rounds: int = 1) -> list[dict]:
 ABLATION_SCENARIOS = ["B", "C"]
 
 
-def ablation_pass(sizes: dict, workdir: Path, rounds: int = 1) -> list[dict]:
+def ablation_pass(sizes: dict, workdir: Path, rounds: int = 1, compared=None) -> list[dict]:
     """B and C on earlier commits of jobcast and on this checkout, alternating, in one run."""
     versions, trees = [], []
     try:
-        for label, commit in ablation.VERSIONS:
+        for label, commit in compared or ablation.VERSIONS:
             if commit is None:
                 versions.append({"label": label, "commit": "this checkout", "system": Jobcast(CONCURRENCY)})
                 continue
@@ -456,6 +459,8 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy pass")
     parser.add_argument("--no-scale", action="store_true", help="skip the scale-out pass (C with 1-2 ws and workers)")
     parser.add_argument("--no-ablation", action="store_true", help="skip the pass over earlier commits (B, C)")
+    parser.add_argument("--compare", metavar="COMMIT",
+                        help="before/after of a change: B and C on COMMIT and on this checkout, alternating (also with --quick)")
     parser.add_argument("--out", default=str(REPO / "docs"), help="where benchmarks.md and .png go")
     args = parser.parse_args()
     mode = "quick" if args.quick else "full"
@@ -475,14 +480,20 @@ def main() -> None:
                                      and sizes["B"]["steps"] < FULL_B["steps"],
                                      profile=not (args.no_profile or args.quick))
         scale = [] if args.no_scale or args.quick else scale_pass(sizes["C"], workdir)
-        changes = [] if args.no_ablation or args.quick else ablation_pass(sizes, workdir)
+        if args.compare:
+            compared = [(f"before ({args.compare})", args.compare), ("after (this checkout)", None)]
+            changes = ablation_pass(sizes, workdir, rounds=2, compared=compared)
+        else:
+            changes = [] if args.no_ablation or args.quick else ablation_pass(sizes, workdir)
     seconds = time.monotonic() - started
     meta = {"mode": mode, "rounds": rounds, "sizes": sizes, "full_b": full_b, "full_b_size": FULL_B, "scenarios": scenarios, "concurrency": CONCURRENCY,
             "seconds": seconds, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "broker": broker, "argv": " ".join(sys.argv[1:]), "scale": scale, "ablation": changes}
     out = Path(args.out)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"meta": meta, "rounds": results, "profile": profile}, indent=1))
+    # A run written elsewhere (a quick check) keeps its numbers there, not over the recorded run's.
+    results_file = RESULTS if out == REPO / "docs" else out / "results.json"
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps({"meta": meta, "rounds": results, "profile": profile}, indent=1))
     report.write(out, meta, results, profile)
     log(f"wrote {out}/benchmarks.md in {seconds / 60:.1f} min")
 

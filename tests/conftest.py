@@ -1,42 +1,24 @@
 """Fixtures for every test: a real redis-server, users, tokens and API clients.
 
-Django's settings are loaded before this file (pytest-django), so the session's Redis
-is wired in by `use_redis`: settings, the shared clients, Celery and the channel layer.
+Django's settings are loaded before this file (pytest-django), so the session's Redis is
+wired in by overriding settings.REDIS_URL: every Redis user in jobcast (the clients, the
+publisher, Celery, the channel layer) reads it from there when it first connects.
 """
 
 from __future__ import annotations
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from tests.support import start_redis
-
-
-def use_redis(url: str) -> None:
-    """Point every Redis user in this process at `url`."""
-    from channels.layers import channel_layers
-    from django.conf import settings
-
-    from jobcast import redis_client
-    from jobcast.settings import channel_layer_host
-    from jobcast.events import publisher
-    from jobcast.jobs.queue import celery_app
-
-    settings.REDIS_URL = url
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [channel_layer_host(url)]
-    channel_layers.backends.clear()
-    redis_client.get_redis.cache_clear()
-    redis_client._async_clients.clear()
-    publisher._publish_script.cache_clear()
-    celery_app.conf.broker_url = url
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A real redis-server on a free port for the whole session."""
     server = start_redis(tmp_path_factory.mktemp("redis"))
-    use_redis(server.url)
-    yield server
+    with override_settings(REDIS_URL=server.url):
+        yield server
     server.stop()
 
 

@@ -65,3 +65,11 @@ def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def publish(events, owner_id, seq_floor: int = 0):
+    """Publish events of one job through a fresh publish handle, as a lifecycle service would."""
+    from jobcast.events.publisher import JobPublisher
+
+    events = events if isinstance(events, list) else [events]
+    return JobPublisher(events[0].job_id, owner_id, seq=seq_floor).publish(events)

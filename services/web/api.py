@@ -1,4 +1,4 @@
-"""The HTTP API under /api/ (contract section 3), on django-ninja (docs/protocol.md, HTTP section).
+"""The HTTP API under /api/, on django-ninja (docs/protocol.md, "HTTP API").
 
 Views parse, call a service or selector, render. Every error goes through one handler
 that renders the contract's `{"detail", "errors"}` body; nothing else reaches the client.
@@ -10,7 +10,7 @@ import logging
 
 import orjson
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
@@ -19,14 +19,15 @@ from ninja.security import HttpBearer, SessionAuth
 from pydantic import BaseModel, Field, model_validator
 
 from jobcast.accounts.services import ticket_create, token_user
-from jobcast.errors import ApiError, NotFound
+from jobcast.errors import ApiError, NotFound, error_response
 from jobcast.events.history import read_history
 from jobcast.jobs.documents import job_document, job_documents
 from jobcast.jobs.registry import all_kinds
 from jobcast.jobs.selectors import job_get_for_user, job_list_for_user
 from jobcast.jobs.services import job_cancel, job_submit
 from jobcast.redis_client import get_redis
-from jobcast.web.schemas import ErrorOut, EventsOut, JobOut, JobPage, KindOut, SubmitIn, TicketOut
+from jobcast.events.schema import JobDocument
+from jobcast.web.schemas import ErrorOut, EventsOut, JobPage, KindOut, SubmitIn, TicketOut
 
 logger = logging.getLogger(__name__)
 
@@ -96,16 +97,9 @@ api = NinjaAPI(
 ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 429: ErrorOut}
 
 
-def _error(request, status: int, detail: str, errors=None, headers=None) -> HttpResponse:
-    response = api.create_response(request, {"detail": detail, "errors": errors or []}, status=status)
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
-
-
 @api.exception_handler(ApiError)
 def on_api_error(request, exc: ApiError):
-    return _error(request, exc.status, exc.detail, exc.errors, exc.headers)
+    return exc.response()
 
 
 def _loc(loc) -> list:
@@ -120,45 +114,46 @@ def _loc(loc) -> list:
 @api.exception_handler(ValidationError)
 def on_validation_error(request, exc: ValidationError):
     errors = [{"loc": _loc(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors]
-    return _error(request, 400, "Invalid request.", errors)
+    return error_response(400, "Invalid request.", errors)
 
 
 @api.exception_handler(AuthenticationError)
 def on_auth_error(request, exc):
-    return _error(request, 401, "Authentication required: a session or an 'Authorization: Bearer <token>' header.")
+    return error_response(401, "Authentication required: a session or an 'Authorization: Bearer <token>' header.")
 
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc: HttpError):
     if isinstance(exc.__cause__, InvalidJson):
         errors = [{"loc": ["body"], "msg": str(exc.__cause__), "type": "json_invalid"}]
-        return _error(request, 400, "The request body is not valid JSON.", errors)
-    return _error(request, exc.status_code, str(exc))
+        return error_response(400, "The request body is not valid JSON.", errors)
+    return error_response(exc.status_code, str(exc))
 
 
 @api.exception_handler(Http404)
 def on_404(request, exc):
-    return _error(request, 404, "Not found.")
+    return error_response(404, "Not found.")
 
 
 @api.exception_handler(RequestDataTooBig)
 def on_too_big(request, exc):
-    return _error(request, 413, "Request body too large.")
+    return error_response(413, "Request body too large.")
 
 
 @api.exception_handler(Exception)
 def on_unexpected(request, exc):
     logger.exception("unhandled error on %s %s", request.method, request.path)
-    return _error(request, 500, "Internal server error.")
+    return error_response(500, "Internal server error.")
 
 
-@api.post("/jobs/", response={201: JobOut, 200: JobOut, **ERRORS}, summary="Submit a job")
+@api.post("/jobs/", response={201: JobDocument, 200: JobDocument, **ERRORS}, summary="Submit a job")
 def submit_job(request, body: SubmitIn):
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (1 <= len(key) <= 255):
         raise ApiError(400, "Invalid Idempotency-Key.", [{"loc": ["header", "Idempotency-Key"], "msg": "1 to 255 characters"}])
     job, created = job_submit(request.auth, body.kind, body.params, idempotency_key=key)
-    return Status(201 if created else 200, job_document(job))
+    # A replayed key returns the job as it is now, live state included, like GET does.
+    return Status(201, job_document(job)) if created else Status(200, job_documents([job])[0])
 
 
 class _QueryModel(BaseModel):
@@ -191,12 +186,12 @@ def _own_job(request, job_id: str):
     return job
 
 
-@api.get("/jobs/{job_id}/", response={200: JobOut, **ERRORS}, summary="One job")
+@api.get("/jobs/{job_id}/", response={200: JobDocument, **ERRORS}, summary="One job")
 def get_job(request, job_id: str):
     return job_documents([_own_job(request, job_id)])[0]
 
 
-@api.post("/jobs/{job_id}/cancel/", response={202: JobOut, **ERRORS}, summary="Cancel a job")
+@api.post("/jobs/{job_id}/cancel/", response={202: JobDocument, **ERRORS}, summary="Cancel a job")
 def cancel_job(request, job_id: str):
     job = job_cancel(request.auth, job_id)
     return Status(202, job_documents([job])[0])
@@ -212,7 +207,7 @@ class EventsQuery(_QueryModel):
 def job_events(request, job_id: str, query: Query[EventsQuery]):
     job = _own_job(request, job_id)
     history = read_history(get_redis(), job.id, query.after, known_seq=job.seq)
-    return {"events": [orjson.loads(text) for text in history.events], "complete": history.complete}
+    return {"events": [orjson.loads(event.text) for event in history.events], "complete": history.complete}
 
 
 @api.get("/kinds/", response={200: list[KindOut], **ERRORS}, summary="Registered job kinds")

@@ -1,13 +1,16 @@
-"""gunicorn settings for `jobcast run web` (values from jobcast.env, docs/configuration.md)."""
+"""gunicorn settings for `jobcast run web` (values from settings.JOBCAST, docs/configuration.md)."""
 
-from jobcast.env import get_env
+from django.conf import settings
 
-_env = get_env()
+from jobcast import use_settings
 
-bind = f"{_env.jobcast_bind}:{_env.jobcast_web_port}"
-workers = _env.web_concurrency
+use_settings()
+_options = settings.JOBCAST
+
+bind = f"{_options['BIND']}:{_options['WEB_PORT']}"
+workers = _options["WEB_CONCURRENCY"]
 worker_class = "gthread"
-threads = _env.jobcast_web_threads
+threads = _options["WEB_THREADS"]
 # In-flight requests get this long to finish on SIGTERM (a rolling deploy's drain).
 graceful_timeout = 25
 timeout = 60
@@ -18,16 +21,16 @@ timeout = 60
 keepalive = 75
 accesslog = "-"
 errorlog = "-"
-loglevel = _env.jobcast_log_level
+loglevel = _options["LOG_LEVEL"]
 # nginx is the only client; its X-Forwarded-* are trusted from these addresses
 # (JOBCAST_FORWARDED_ALLOW_IPS: loopback by default, the compose network in compose).
-forwarded_allow_ips = _env.jobcast_forwarded_allow_ips
+forwarded_allow_ips = _options["FORWARDED_ALLOW_IPS"]
 proc_name = "jobcast-web"
 
 
 def child_exit(server, worker):
     """A gunicorn worker is gone: merge its metrics into the dead-process totals."""
-    if _env.prometheus_multiproc_dir:
+    if _options["PROMETHEUS_MULTIPROC_DIR"]:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.http import JsonResponse
 from django.urls import resolve
 
+from jobcast.errors import error_response
 from jobcast.metrics import http_request_duration, http_requests
 
 
@@ -43,10 +43,9 @@ class JsonErrorMiddleware:
         response = self.get_response(request)
         if response.status_code < 400 or response.get("Content-Type", "").startswith("application/json"):
             return response
-        replacement = JsonResponse({"detail": f"{response.reason_phrase}.", "errors": []}, status=response.status_code)
-        for name, value in response.headers.items():
-            if name.lower() not in ("content-type", "content-length"):
-                replacement[name] = value
+        headers = {name: value for name, value in response.headers.items()
+                   if name.lower() not in ("content-type", "content-length")}
+        replacement = error_response(response.status_code, f"{response.reason_phrase}.", headers=headers)
         replacement.cookies = response.cookies
         return replacement
 
@@ -64,9 +63,7 @@ class BodySizeLimitMiddleware:
         except ValueError:
             length = 0
         if length > limit:
-            return JsonResponse(
-                {"detail": f"Request body too large: at most {limit} bytes.", "errors": []}, status=413
-            )
+            return error_response(413, f"Request body too large: at most {limit} bytes.")
         return self.get_response(request)
 
 

@@ -1,4 +1,7 @@
-"""Request and response shapes of the HTTP API (they make the OpenAPI document at /api/schema/)."""
+"""Request and response shapes of the HTTP API (they make the OpenAPI document at /api/schema/).
+
+The job itself is jobcast.events.schema.JobDocument, the same model the WebSocket snapshot carries.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 from ninja import Schema
 from pydantic import ConfigDict, Field
 
-from jobcast.events.schema import JobError, Progress
+from jobcast.events.schema import JobDocument
 
 
 class SubmitIn(Schema):
@@ -16,23 +19,8 @@ class SubmitIn(Schema):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class JobOut(Schema):
-    id: str
-    kind: str
-    params: dict[str, Any]
-    state: str
-    progress: Progress
-    seq: int
-    result: Any = None
-    error: JobError | None = None
-    attempts: int
-    created_at: str
-    started_at: str | None = None
-    finished_at: str | None = None
-
-
 class JobPage(Schema):
-    items: list[JobOut]
+    items: list[JobDocument]
     next: str | None
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
+
+from jobcast.errors import error_response
 
 INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>jobcast</title></head>
 <body><h1>jobcast</h1><p>Background jobs with live progress.</p>
@@ -18,19 +20,19 @@ def index(request):
 
 def not_found(request, exception=None):
     """404 as the contract's JSON body."""
-    return JsonResponse({"detail": "Not found.", "errors": []}, status=404)
+    return error_response(404, "Not found.")
 
 
 def server_error(request):
     """500 as JSON, never a traceback."""
-    return JsonResponse({"detail": "Internal server error.", "errors": []}, status=500)
+    return error_response(500, "Internal server error.")
 
 
 def bad_request(request, exception=None):
     """400 as JSON."""
-    return JsonResponse({"detail": "Bad request.", "errors": []}, status=400)
+    return error_response(400, "Bad request.")
 
 
 def csrf_failure(request, reason=""):
     """403 as JSON when a session request lacks its CSRF token."""
-    return JsonResponse({"detail": f"CSRF check failed: {reason}", "errors": []}, status=403)
+    return error_response(403, f"CSRF check failed: {reason}")

@@ -11,11 +11,14 @@ import json
 import logging
 import os
 import threading
+from http import HTTPStatus
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from celery.signals import worker_process_shutdown, worker_ready
+from django.conf import settings
 
-from jobcast.env import get_env
+from jobcast.errors import error_body
+from jobcast.health import ALIVE, check_redis, readiness
 from jobcast.jobs.queue import QUEUE
 from jobcast.metrics import QueueDepthCollector, render_latest
 from jobcast.redis_client import get_redis
@@ -30,19 +33,16 @@ def operator_app(environ, start_response):
         body, content_type = render_latest(QueueDepthCollector(get_redis(), QUEUE))
         start_response("200 OK", [("Content-Type", content_type)])
         return [body]
-    if path in ("/healthz", "/readyz"):
-        status, checks = "200 OK", {}
-        if path == "/readyz":
-            try:
-                get_redis().ping()
-                checks["redis"] = "ok"
-            except Exception as exc:  # noqa: BLE001 - any failure means not ready
-                status, checks["redis"] = "503 Service Unavailable", f"error: {type(exc).__name__}"
-        body = json.dumps({"status": "ok" if status.startswith("200") else "unavailable", "checks": checks}).encode()
-        start_response(status, [("Content-Type", "application/json")])
-        return [body]
-    start_response("404 Not Found", [("Content-Type", "application/json")])
-    return [b'{"detail": "Not found.", "errors": []}']
+    if path == "/healthz":
+        return _json(start_response, 200, ALIVE)
+    if path == "/readyz":
+        return _json(start_response, *readiness({"redis": check_redis}))
+    return _json(start_response, 404, error_body("Not found."))
+
+
+def _json(start_response, status: int, body: dict) -> list[bytes]:
+    start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", "application/json")])
+    return [json.dumps(body).encode()]
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -60,17 +60,17 @@ def serve_operator_endpoints(host: str, port: int) -> WSGIServer:
 
 @worker_ready.connect
 def _start_endpoints(**kwargs):
-    env = get_env()
-    if env.jobcast_worker_metrics_port:
+    port = settings.JOBCAST["WORKER_METRICS_PORT"]
+    if port:
         try:
-            serve_operator_endpoints(env.jobcast_bind, env.jobcast_worker_metrics_port)
+            serve_operator_endpoints(settings.JOBCAST["BIND"], port)
         except OSError as exc:  # a taken port must not stop the worker from running jobs
-            logger.error("worker endpoints not started on port %d: %s", env.jobcast_worker_metrics_port, exc)
+            logger.error("worker endpoints not started on port %d: %s", port, exc)
 
 
 @worker_process_shutdown.connect
 def _forget_pool_process(pid=None, **kwargs):
-    if get_env().prometheus_multiproc_dir:
+    if settings.JOBCAST["PROMETHEUS_MULTIPROC_DIR"]:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid or os.getpid())

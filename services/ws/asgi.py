@@ -1,4 +1,4 @@
-"""ASGI entry point of the ws tier (uvicorn: jobcast.ws.asgi:application)."""
+"""ASGI entry point of the ws tier (uvicorn: jobcast.ws.asgi:application): sockets, and its operator endpoints."""
 
 from jobcast import django_setup
 
@@ -16,17 +16,3 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )
-
-
-
-def _combined():
-    """HTTP to Django and /ws/ to the consumers in one app: `jobcast run`'s front door without nginx."""
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-    from django.core.asgi import get_asgi_application
-
-    # Without nginx, Django serves /static/ itself (fine for one developer, not for production).
-    http = ASGIStaticFilesHandler(get_asgi_application())
-    return ProtocolTypeRouter({"http": http, "websocket": application.application_mapping["websocket"]})
-
-
-combined_application = _combined()

@@ -1,9 +1,9 @@
 """WebSocket consumers: one job's events (`/ws/jobs/{id}/`) and all of a user's (`/ws/jobs/`).
 
 The delivery rule (docs/protocol.md): join the group first, then read the snapshot or
-history, then send live events with seq > the last one sent. A live event that skips
-ahead (its predecessor went to a full queue, say) is repaired from history; when
-history no longer has it, the reader was too slow and is closed with 4408.
+history, then send live events with seq > the last one sent. Which event to send, skip or
+repair from history is jobcast.ws.stream's (no sockets there); this module is the socket
+plumbing: handshake, Redis reads, frames out, close codes.
 """
 
 from __future__ import annotations
@@ -11,39 +11,32 @@ from __future__ import annotations
 import logging
 import time
 
-import orjson
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.consumer import get_handler_name
 from pydantic import ValidationError
 
 from jobcast.errors import ApiError
 from jobcast.events.groups import job_group, user_group
-from jobcast.events.history import read_history_async, read_live_async
-from jobcast.events.schema import CancelRequest, ErrorMessage, SnapshotMessage
+from jobcast.events.history import StoredEvent, read_history_async, read_live_async
+from jobcast.events.schema import CancelRequest, CloseCode, ErrorMessage, SnapshotMessage
 from jobcast.jobs.documents import job_document
 from jobcast.jobs.models import Job
 from jobcast.jobs.selectors import job_get_for_user, jobs_active_for_user
-from jobcast.jobs.services import job_cancel_job
+from jobcast.jobs.services import job_request_cancel
 from jobcast.jobs.states import is_terminal
 from jobcast.metrics import event_latency, ws_messages_sent, ws_slow_reader_closes
 from jobcast.redis_client import get_async_redis
 from jobcast.ws.auth import authenticate, query_params
 from jobcast.ws.limits import connections
 from jobcast.ws.resync import ensure_sweeper
+from jobcast.ws.stream import StreamCursor, Verdict
 
 logger = logging.getLogger(__name__)
 
 MAX_BAD_MESSAGES = 5  # after this many unusable client messages the socket is closed (1008)
 
 SENT_COUNTERS = {kind: ws_messages_sent.labels(kind) for kind in ("snapshot", "progress", "log", "state", "error")}
-
-TERMINAL_MARKERS = ('"state":"succeeded"', '"state":"failed"', '"state":"cancelled"')
-
-
-def is_terminal_event(text: str) -> bool:
-    """Whether an event's JSON is the job's terminal state event (without parsing it)."""
-    return '"type":"state"' in text and any(marker in text for marker in TERMINAL_MARKERS)
 
 
 class _JobcastConsumer(AsyncWebsocketConsumer):
@@ -76,7 +69,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def job_batch(self, message):
-        """Several queued messages at once (jobcast.events.layer): handled in order."""
+        """Several queued messages at once (jobcast.ws.layer): handled in order."""
         for queued in message["messages"]:
             if self.closed:
                 return
@@ -101,7 +94,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         """Authenticate and apply the connection limits; False when the socket was refused."""
         self.user = await authenticate(self.scope)
         if self.user is None:
-            await self.refuse(4401)
+            await self.refuse(CloseCode.NOT_AUTHENTICATED)
             return False
         refusal = connections.refusal(self.user.id)
         if refusal:
@@ -137,7 +130,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         await self.send_text(ErrorMessage(code=code, detail=detail).model_dump_json(), "error")
         self.bad_messages += 1
         if self.bad_messages >= MAX_BAD_MESSAGES:
-            await self.close(code=1008)
+            await self.close(code=CloseCode.POLICY_VIOLATION)
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.closed:
@@ -172,26 +165,33 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         await self.send_text(message["text"], message["event"])
         event_latency.observe(max(0.0, time.time() - message["ts"]))
 
+    async def close_too_slow(self) -> None:
+        """The reader fell behind further than can be repaired: it resumes with `after`."""
+        ws_slow_reader_closes.inc()
+        await self.close(code=CloseCode.TOO_SLOW)
+
 
 class JobConsumer(_JobcastConsumer):
     """`/ws/jobs/{id}/?after=N`: one job's events, in order, no gap, no duplicate."""
 
     resumable = True  # the resync sweeper (jobcast.ws.resync) watches this kind of socket
     job: Job | None = None
-    last_seq = 0
-    finished = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cursor = StreamCursor()
 
     async def connect(self):
         if not await self.admit():
             return
         self.job = await database_sync_to_async(job_get_for_user)(self.user, self.scope["url_route"]["kwargs"]["job_id"])
         if self.job is None:
-            await self.refuse(4404)
+            await self.refuse(CloseCode.NOT_FOUND)
             return
         after = query_params(self.scope).get("after")
         # ASCII digits only: str.isdigit() also accepts "²" (int() fails) and other scripts' digits.
         if after is not None and not (after.isascii() and after.isdigit() and len(after) < 19):
-            await self.refuse(1008)
+            await self.refuse(CloseCode.POLICY_VIOLATION)
             return
         await self.accept()
         await self.join(job_group(self.job.id))
@@ -208,88 +208,69 @@ class JobConsumer(_JobcastConsumer):
             self.job = await database_sync_to_async(Job.objects.get)(id=self.job.id)
         document = job_document(self.job, live)
         await self.send_text(SnapshotMessage(job=document, reset=reset).model_dump_json(), "snapshot")
-        self.last_seq = document["seq"]
-        if is_terminal(document["state"]):
-            await self.finish()
+        self.cursor.sent_snapshot(document.seq, document.state)
+        await self.close_if_finished()
 
     async def replay(self, after: int) -> None:
-        """Send the stored events after `after`, or a reset snapshot when they were trimmed
-        (or when `after` is beyond the job's latest seq: the client's state is not this job's)."""
+        """Send the stored events after `after`, or a reset snapshot when the client cannot catch up."""
         redis = get_async_redis()
         history = await read_history_async(redis, self.job.id, after, known_seq=self.job.seq)
-        if not history.complete:
+        live = await read_live_async(redis, self.job.id) if history.complete else None
+        plan = self.cursor.replay(after, history, live, self.job.seq, self.job.state)
+        if plan.reset:
             await self.send_snapshot(reset=True)
             return
-        live = await read_live_async(redis, self.job.id)
-        if not history.events and after > max(live.seq if live else 0, self.job.seq):
-            await self.send_snapshot(reset=True)
-            return
-        self.last_seq = after
-        await self.send_events(history.events)
-        if not self.finished and is_terminal(self.job.state) and self.last_seq >= self.job.seq:
-            # The row is final but its terminal event was not among the stored ones. When Redis
-            # shows it unpublished (the worker writes the row first) or published after the
-            # history read, it arrives live, as after a snapshot. Otherwise it is gone (history
-            # expired) or the client has it: close now.
-            terminal_published = live is not None and live.state is not None and is_terminal(live.state["state"])
-            if live is None or (terminal_published and live.seq <= self.last_seq):
-                await self.finish()
+        await self.send_events(plan.events)
+        if plan.finish:
+            self.cursor.finished = True
+        await self.close_if_finished()
 
-    async def send_events(self, texts) -> None:
-        """Send events whose seq follows the last one sent, in order."""
-        for text in texts:
-            if self.finished:
-                return
-            event = orjson.loads(text)
-            seq = event["seq"]
-            if seq <= self.last_seq:
-                continue
-            await self.send_text(text, event["type"])
-            self.last_seq = seq
-            if is_terminal_event(text):
-                await self.finish()
+    async def send_events(self, events: list[StoredEvent]) -> None:
+        """Send the stored events the cursor has not sent yet, in order."""
+        for event in self.cursor.unsent(events):
+            await self.send_text(event.text, event.type)
 
-    async def finish(self) -> None:
-        self.finished = True
-        await self.close(code=1000)
+    async def close_if_finished(self) -> None:
+        if self.cursor.finished:
+            await self.close(code=CloseCode.JOB_FINISHED)
 
     async def job_event(self, message):
         """A live event from the channel layer."""
-        if self.finished or self.closed:
+        if self.closed:
             return
-        seq = message["seq"]
-        if seq <= self.last_seq:
-            return
-        if seq > self.last_seq + 1:
+        cursor, seq = self.cursor, message["seq"]
+        verdict = cursor.verdict(seq)
+        if verdict is Verdict.GAP:
             await self.repair_gap()
-            if seq <= self.last_seq or self.finished:
-                return
+            verdict = cursor.verdict(seq)
+        if verdict is not Verdict.SEND:
+            return
         await self.send_live(message)
-        self.last_seq = seq
-        if is_terminal_event(message["text"]):
-            await self.finish()
+        cursor.sent(seq, message["terminal"])
+        if cursor.finished:
+            await self.close(code=CloseCode.JOB_FINISHED)
 
     async def job_resync(self, message):
         """Events may have been missed (a full queue, a lost pub/sub message): catch up."""
-        if not (self.finished or self.closed):
+        if not (self.cursor.finished or self.closed):
             await self.repair_gap()
 
     async def repair_gap(self) -> None:
-        """Fetch the events this socket missed from history; 4408 when they are gone."""
-        history = await read_history_async(get_async_redis(), self.job.id, self.last_seq)
+        """Send the events this socket missed from history; 4408 when they are gone."""
+        history = await read_history_async(get_async_redis(), self.job.id, self.cursor.last_seq)
         if not history.complete:
-            self.finished = True
-            ws_slow_reader_closes.inc()
-            await self.close(code=4408)
+            self.cursor.finished = True
+            await self.close_too_slow()
             return
         await self.send_events(history.events)
+        await self.close_if_finished()
 
     async def job_snapshot(self, message):
         """Snapshots for the all-jobs stream; not for this one."""
 
     async def cancel(self) -> None:
         try:
-            await database_sync_to_async(job_cancel_job)(self.job)
+            await database_sync_to_async(job_request_cancel)(self.job)
         except ApiError as exc:
             code = {404: "not_found", 409: "conflict"}.get(exc.status, "error")
             await self.send_text(ErrorMessage(code=code, detail=exc.detail).model_dump_json(), "error")
@@ -302,13 +283,13 @@ class UserJobsConsumer(_JobcastConsumer):
         if not await self.admit():
             return
         await self.accept()
-        self.last_seqs: dict[str, int] = {}
+        self.last_seqs: dict[str, int] = {}  # per active job: the last seq sent (no replay here)
         await self.join(user_group(self.user.id))
         jobs = await database_sync_to_async(jobs_active_for_user)(self.user.id)
         redis = get_async_redis()
         for job in jobs:
             document = job_document(job, await read_live_async(redis, job.id))
-            self.last_seqs[document["id"]] = document["seq"]
+            self.last_seqs[document.id] = document.seq
             await self.send_text(SnapshotMessage(job=document).model_dump_json(), "snapshot")
 
     async def job_event(self, message):
@@ -316,7 +297,7 @@ class UserJobsConsumer(_JobcastConsumer):
         if message["seq"] <= self.last_seqs.get(job_id, 0):
             return
         await self.send_live(message)
-        if is_terminal_event(message["text"]):
+        if message["terminal"]:
             self.last_seqs.pop(job_id, None)
         else:
             self.last_seqs[job_id] = message["seq"]
@@ -328,8 +309,7 @@ class UserJobsConsumer(_JobcastConsumer):
     async def job_resync(self, message):
         """This stream has no replay: a reader too slow to keep its queue is closed with 4408."""
         if not self.closed:
-            ws_slow_reader_closes.inc()
-            await self.close(code=4408)
+            await self.close_too_slow()
 
 
 class NoSuchEndpoint(AsyncWebsocketConsumer):
@@ -337,4 +317,4 @@ class NoSuchEndpoint(AsyncWebsocketConsumer):
 
     async def connect(self):
         await self.accept()
-        await self.close(code=4404)
+        await self.close(code=CloseCode.NOT_FOUND)

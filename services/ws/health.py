@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 from channels.db import database_sync_to_async
-from django.db import connection
 
+from jobcast.errors import error_body
+from jobcast.health import ALIVE, check_database, check_redis, readiness
 from jobcast.metrics import render_latest
-from jobcast.redis_client import get_async_redis
 from jobcast.ws.limits import connections
 
 
@@ -23,37 +23,20 @@ async def _respond(send, status: int, body: dict | bytes, content_type: str = "a
     await send({"type": "http.response.body", "body": payload})
 
 
-@database_sync_to_async
-def _ping_database() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-
-
 async def health_app(scope, receive, send):
     """A minimal ASGI app for the ws tier's operator endpoints."""
     path = scope["path"]
     if path == "/healthz":
-        await _respond(send, 200, {"status": "ok"})
+        await _respond(send, 200, ALIVE)
     elif path == "/readyz":
         if connections.draining:
             await _respond(send, 503, {"status": "draining", "checks": {}})
             return
         # Both are needed to admit a socket: the database authenticates it and finds its job.
-        checks = {}
-        try:
-            await _ping_database()
-            checks["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            checks["database"] = f"error: {type(exc).__name__}"
-        try:
-            await get_async_redis().ping()
-            checks["redis"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            checks["redis"] = f"error: {type(exc).__name__}"
-        ready = all(value == "ok" for value in checks.values())
-        await _respond(send, 200 if ready else 503, {"status": "ok" if ready else "unavailable", "checks": checks})
+        status, body = await database_sync_to_async(readiness)({"database": check_database, "redis": check_redis})
+        await _respond(send, status, body)
     elif path == "/metrics":
         body, content_type = render_latest()
         await _respond(send, 200, body, content_type)
     else:
-        await _respond(send, 404, {"detail": "Not found.", "errors": []})
+        await _respond(send, 404, error_body("Not found."))

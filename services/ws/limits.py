@@ -9,6 +9,7 @@ from collections import Counter
 
 from django.conf import settings
 
+from jobcast.events.schema import CloseCode
 from jobcast.metrics import ws_connections
 
 
@@ -24,11 +25,11 @@ class ConnectionBook:
     def refusal(self, user_id) -> int | None:
         """The close code to refuse a new socket of this user with, or None to admit it."""
         if self.draining:
-            return 1012
+            return CloseCode.SERVER_RESTARTING
         if self.total >= settings.JOBCAST["WS_MAX_CONNECTIONS"]:
-            return 1013
+            return CloseCode.OVERLOADED
         if self.per_user[user_id] >= settings.JOBCAST["WS_MAX_CONNECTIONS_PER_USER"]:
-            return 4429
+            return CloseCode.TOO_MANY_CONNECTIONS
         return None
 
     def open(self, consumer, user_id) -> None:

@@ -41,7 +41,7 @@ async def sweep_once(layer, seen: dict) -> int:
     """One round: nudge the sockets that are behind and stood still since the last round."""
     # Only sockets past their ownership check (a refused one is counted until its close runs).
     watching = [c for c in connections.consumers
-                if getattr(c, "resumable", False) and c.job is not None and not c.finished]
+                if getattr(c, "resumable", False) and c.job is not None and not c.cursor.finished]
     if not watching:
         seen.clear()
         return 0
@@ -49,12 +49,12 @@ async def sweep_once(layer, seen: dict) -> int:
     nudged = 0
     still = {}
     for consumer in watching:
-        behind = latest.get(str(consumer.job.id), 0) > consumer.last_seq
-        if behind and seen.get(consumer) == consumer.last_seq:
+        behind = latest.get(str(consumer.job.id), 0) > consumer.cursor.last_seq
+        if behind and seen.get(consumer) == consumer.cursor.last_seq:
             layer.nudge(consumer.channel_name)
             nudged += 1
         elif behind:
-            still[consumer] = consumer.last_seq
+            still[consumer] = consumer.cursor.last_seq
     seen.clear()
     seen.update(still)
     return nudged

@@ -21,7 +21,10 @@ import math
 
 import uvicorn
 
-from jobcast.env import get_env
+from django.conf import settings
+
+from jobcast import use_settings
+from jobcast.events.schema import CloseCode
 from jobcast.ws.limits import connections
 from jobcast.ws.protocol import JobcastWebSocketProtocol
 
@@ -44,7 +47,7 @@ async def drain_sockets(window: float, step: float = DRAIN_STEP_SECONDS) -> None
     for start in range(0, len(consumers), batch):
         for consumer in consumers[start : start + batch]:
             try:
-                await consumer.close(code=1012)
+                await consumer.close(code=CloseCode.SERVER_RESTARTING)
             except Exception:  # noqa: BLE001 - a socket that is already gone needs no closing
                 logger.debug("socket already closed", exc_info=True)
         if start + batch < len(consumers):
@@ -76,11 +79,12 @@ class DrainingServer(uvicorn.Server):
 
 def make_config(argv: list[str] | None = None) -> uvicorn.Config:
     """uvicorn's settings for the ws tier (or, with --app, the combined front-door app)."""
-    env = get_env()
+    use_settings()
+    options = settings.JOBCAST
     parser = argparse.ArgumentParser(prog="jobcast-ws")
     parser.add_argument("--app", default="jobcast.ws.asgi:application")
-    parser.add_argument("--host", default=env.jobcast_bind)
-    parser.add_argument("--port", type=int, default=env.jobcast_ws_port)
+    parser.add_argument("--host", default=options["BIND"])
+    parser.add_argument("--port", type=int, default=options["WS_PORT"])
     args = parser.parse_args(argv)
     return uvicorn.Config(
         args.app,
@@ -93,23 +97,24 @@ def make_config(argv: list[str] | None = None) -> uvicorn.Config:
         # Events are small JSON; per-message deflate cost a zlib state per socket and a
         # compression per event per socket (16 % of the ws process's CPU in bench B).
         ws_per_message_deflate=False,
-        ws_ping_interval=env.jobcast_ws_ping_interval,
-        ws_ping_timeout=env.jobcast_ws_ping_interval,
+        ws_ping_interval=options["WS_PING_INTERVAL"],
+        ws_ping_timeout=options["WS_PING_INTERVAL"],
         lifespan="off",
         access_log=False,
         proxy_headers=True,
         # nginx's X-Forwarded-For/-Proto are trusted from these (JOBCAST_FORWARDED_ALLOW_IPS).
-        forwarded_allow_ips=env.jobcast_forwarded_allow_ips,
+        forwarded_allow_ips=options["FORWARDED_ALLOW_IPS"],
         # After the drain: how long connections and their tasks still get before they are
         # cancelled (a socket whose close handshake hangs, a consumer stuck in a query).
-        timeout_graceful_shutdown=env.jobcast_ws_shutdown_grace_seconds,
-        log_level=env.jobcast_log_level,
+        timeout_graceful_shutdown=options["WS_SHUTDOWN_GRACE_SECONDS"],
+        log_level=options["LOG_LEVEL"],
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until drained: exits within JOBCAST_WS_DRAIN_SECONDS + JOBCAST_WS_SHUTDOWN_GRACE_SECONDS of SIGTERM."""
-    DrainingServer(make_config(argv), get_env().jobcast_ws_drain_seconds).run()
+    config = make_config(argv)
+    DrainingServer(config, settings.JOBCAST["WS_DRAIN_SECONDS"]).run()
 
 
 if __name__ == "__main__":

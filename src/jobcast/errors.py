@@ -1,10 +1,30 @@
-"""The one error type a user can cause, rendered as JSON (HTTP) or an error frame (WebSocket)."""
+"""The one error type a user can cause, and the contract's error body, written once.
+
+Every error a client receives — from the API, Django's own pages, a tier's operator
+endpoints — has the body `{"detail": ..., "errors": [...]}` built by `error_body`; the ws
+tier turns the same errors into an `error` frame or a close code.
+"""
 
 from __future__ import annotations
 
+from django.http import JsonResponse
+
+
+def error_body(detail: str, errors: list | None = None) -> dict:
+    """The JSON body the contract promises for every error."""
+    return {"detail": detail, "errors": errors or []}
+
+
+def error_response(status: int, detail: str, errors: list | None = None, headers: dict | None = None) -> JsonResponse:
+    """An HTTP error answer with the contract's body."""
+    response = JsonResponse(error_body(detail, errors), status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
 
 class ApiError(Exception):
-    """An error with the contract's body: `{"detail": ..., "errors": [...]}` and an HTTP status."""
+    """An error with the contract's body and an HTTP status (and headers such as Retry-After)."""
 
     def __init__(self, status: int, detail: str, errors: list | None = None, headers: dict | None = None):
         super().__init__(detail)
@@ -13,9 +33,9 @@ class ApiError(Exception):
         self.errors = errors or []
         self.headers = headers or {}
 
-    def body(self) -> dict:
-        """The JSON body the contract promises for every error."""
-        return {"detail": self.detail, "errors": self.errors}
+    def response(self) -> JsonResponse:
+        """This error as an HTTP answer."""
+        return error_response(self.status, self.detail, self.errors, self.headers)
 
 
 class NotFound(ApiError):

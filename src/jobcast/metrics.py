@@ -70,11 +70,10 @@ def prepare_multiprocess_dir(path: Path) -> Path:
 
 def render_latest(*extra_collectors) -> tuple[bytes, str]:
     """The metrics of this process, or of all the tier's processes in multiprocess mode."""
+    from django.conf import settings
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 
-    from jobcast.env import get_env
-
-    if get_env().prometheus_multiproc_dir:
+    if settings.JOBCAST["PROMETHEUS_MULTIPROC_DIR"]:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
     else:

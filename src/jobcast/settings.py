@@ -89,28 +89,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.redis_url or "redis://127.0.0.1:6379/0"
 
-
-
-def channel_layer_host(url: str) -> dict:
-    """The channel layer's connection settings for the Redis at `url`.
-
-    redis-py 8 defaults to a 5 s socket timeout; the ws tier's pub/sub connection is
-    quiet whenever no watched job publishes, so its read timeout is well above that
-    (the layer polls with a 0.1 s timeout of its own).
-    """
-    return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True}
-
-
-# The pub/sub layer (jobcast.events.layer, docs/events.md): one Redis pub/sub channel per
-# group, local per-socket queues of at most `capacity` messages.
+# The ws tier's channel layer (jobcast.ws.layer, docs/events.md): one Redis pub/sub channel
+# per group, on REDIS_URL, and local per-socket queues of at most `capacity` messages.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "jobcast.events.layer.JobcastChannelLayer",
-        "CONFIG": {
-            "hosts": [channel_layer_host(REDIS_URL)],
-            "prefix": "asgi",
-            "capacity": env.jobcast_channel_capacity,
-        },
+        "BACKEND": "jobcast.ws.layer.JobcastChannelLayer",
+        "CONFIG": {"prefix": "asgi", "capacity": env.jobcast_channel_capacity},
     }
 }
 
@@ -141,8 +125,11 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
-# jobcast's own knobs, read by the core from here so that tests can override them.
+# jobcast's own options. Everything that runs reads them from here, never from the
+# environment, so a test (or a product's settings) changes one place (docs/configuration.md).
 JOBCAST = {
+    "KIND_MODULES": env.jobcast_kind_modules,
+    "FILES_ROOT": str(env.files_root),
     "PROGRESS_MAX_RATE": env.jobcast_progress_max_rate,
     "HISTORY_MAXLEN": env.jobcast_history_maxlen,
     "HISTORY_TTL": env.jobcast_history_ttl,
@@ -151,12 +138,24 @@ JOBCAST = {
     "TICKET_TTL": env.jobcast_ticket_ttl,
     "MAX_ATTEMPTS": env.jobcast_max_attempts,
     "VISIBILITY_TIMEOUT": env.jobcast_visibility_timeout,
-    "WORKER_SHUTDOWN_SECONDS": env.jobcast_worker_shutdown_seconds,
     "CANCEL_CHECK_INTERVAL": env.jobcast_cancel_check_interval,
-    "FILES_ROOT": str(env.files_root),
     "WS_MAX_CONNECTIONS": env.jobcast_ws_max_connections,
     "WS_MAX_CONNECTIONS_PER_USER": env.jobcast_ws_max_connections_per_user,
     "WS_PING_INTERVAL": env.jobcast_ws_ping_interval,
+    "WS_DRAIN_SECONDS": env.jobcast_ws_drain_seconds,
+    "WS_SHUTDOWN_GRACE_SECONDS": env.jobcast_ws_shutdown_grace_seconds,
     "WS_RESYNC_SECONDS": env.jobcast_ws_resync_seconds,
+    # The tiers' own servers (what the launcher, `jobcast run`, starts reads jobcast.env itself).
+    "BIND": env.jobcast_bind,
+    "FORWARDED_ALLOW_IPS": env.jobcast_forwarded_allow_ips,
+    "WEB_PORT": env.jobcast_web_port,
+    "WS_PORT": env.jobcast_ws_port,
+    "WEB_CONCURRENCY": env.web_concurrency,
+    "WEB_THREADS": env.jobcast_web_threads,
+    "WORKER_SHUTDOWN_SECONDS": env.jobcast_worker_shutdown_seconds,
+    "WORKER_METRICS_PORT": env.jobcast_worker_metrics_port,
+    "LOG_LEVEL": env.jobcast_log_level,
+    # prometheus-client reads this variable itself; `jobcast run web|worker` sets it.
+    "PROMETHEUS_MULTIPROC_DIR": env.prometheus_multiproc_dir,
 }
 CSRF_FAILURE_VIEW = "jobcast.web.views.csrf_failure"

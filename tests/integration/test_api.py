@@ -1,7 +1,7 @@
-"""The HTTP API (contract section 3) against real Redis and the database: every row and every error.
+"""The HTTP API (docs/protocol.md, "HTTP API") against real Redis and the database: every row and every error.
 
 No worker runs here: a submitted job stays queued unless a test moves it with
-`job_transition` (the one state-changing function) and gives it events with `publish_event`.
+`job_transition` (the one state-changing function) and gives it events through a job's publish handle.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import pytest
 from django.middleware.csrf import _get_new_csrf_string
 from django.test import Client
 
-from jobcast.events.publisher import publish_event
+from tests.support import publish
+from jobcast.cli.stack import free_port
 from jobcast.events.schema import LogEvent, ProgressEvent, StateEvent
 from jobcast.jobs.models import Job
-from jobcast.jobs.services import cancel_requested, job_transition
+from jobcast.jobs.services import job_cancel_requested, job_transition
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -65,7 +66,7 @@ def owner_of(job: dict) -> int:
 def log_lines(job: dict, n: int) -> None:
     owner = owner_of(job)
     for i in range(1, n + 1):
-        publish_event(LogEvent(job_id=job["id"], ts=time.time(), message=f"line {i}"), owner)
+        publish(LogEvent(job_id=job["id"], ts=time.time(), message=f"line {i}"), owner)
 
 
 def walk(client, **query) -> list[list[str]]:
@@ -405,8 +406,8 @@ def test_detail_shows_live_progress_without_a_database_write(api_client):
     job = submit(api_client).json()
     assert job_transition(job["id"], "running")
     owner = owner_of(job)
-    publish_event(StateEvent(job_id=job["id"], ts=time.time(), state="running"), owner)
-    publish_event(ProgressEvent(job_id=job["id"], ts=time.time(), current=3, total=4, percent=75.0, message="three"),
+    publish(StateEvent(job_id=job["id"], ts=time.time(), state="running"), owner)
+    publish(ProgressEvent(job_id=job["id"], ts=time.time(), current=3, total=4, percent=75.0, message="three"),
                   owner)
     detail = api_client.get(f"/api/jobs/{job['id']}/").json()
     assert detail["seq"] == 2 and detail["state"] == "running"
@@ -456,11 +457,10 @@ def test_cancel_a_queued_job_at_once(api_client):
 def test_cancel_a_running_job_asks_its_worker(api_client):
     job = submit(api_client).json()
     assert job_transition(job["id"], "running")
-    assert not cancel_requested(job["id"])
+    assert not job_cancel_requested(job["id"])
     response = api_client.post(f"/api/jobs/{job['id']}/cancel/")
     assert response.status_code == 202 and response.json()["state"] == "running"
-    assert cancel_requested(job["id"])
-    assert Job.objects.get(id=job["id"]).cancel_requested is True
+    assert job_cancel_requested(job["id"])
     # Asking again while the worker has not stopped yet is still accepted.
     assert api_client.post(f"/api/jobs/{job['id']}/cancel/").status_code == 202
 
@@ -484,7 +484,7 @@ def test_cancel_errors(api_client, other_client):
     job = submit(api_client).json()
     assert_error(other_client.post(f"/api/jobs/{job['id']}/cancel/"), 404)
     assert_error(Client().post(f"/api/jobs/{job['id']}/cancel/"), 401)
-    assert Job.objects.get(id=job["id"]).state == "queued" and not cancel_requested(job["id"])
+    assert Job.objects.get(id=job["id"]).state == "queued" and not job_cancel_requested(job["id"])
 
 
 # --- GET /api/jobs/{id}/events/ --------------------------------------------------------------
@@ -510,11 +510,10 @@ def test_events_of_every_type_have_the_contract_fields(api_client):
     job = submit(api_client).json()
     owner = owner_of(job)
     assert job_transition(job["id"], "running")
-    publish_event(StateEvent(job_id=job["id"], ts=time.time(), state="running"), owner)
-    publish_event(ProgressEvent(job_id=job["id"], ts=time.time(), current=1, total=2, percent=50.0, message="half"),
+    publish(StateEvent(job_id=job["id"], ts=time.time(), state="running"), owner)
+    publish(ProgressEvent(job_id=job["id"], ts=time.time(), current=1, total=2, percent=50.0, message="half"),
                   owner)
-    publish_event(StateEvent(job_id=job["id"], ts=time.time(), state="succeeded", result={"counted": 2}), owner,
-                  terminal=True)
+    publish(StateEvent(job_id=job["id"], ts=time.time(), state="succeeded", result={"counted": 2}), owner)
     running, progress, done = api_client.get(f"/api/jobs/{job['id']}/events/").json()["events"]
     assert set(running) == {"type", "job_id", "seq", "ts", "state", "result", "error"} and running["seq"] == 1
     assert set(progress) == {"type", "job_id", "seq", "ts", "current", "total", "percent", "message"}
@@ -765,11 +764,7 @@ def test_health_endpoints(db):
     assert ready.status_code == 200 and ready.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
 
 
-def test_readyz_is_503_when_redis_does_not_answer(db, monkeypatch):
-    class Down:
-        def ping(self):
-            raise ConnectionError("refused")
-
-    monkeypatch.setattr("jobcast.web.health.get_redis", lambda: Down())
+def test_readyz_is_503_when_redis_does_not_answer(db, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     response = Client().get("/readyz")
     assert response.status_code == 503 and response.json()["checks"]["redis"].startswith("error")

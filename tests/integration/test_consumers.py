@@ -29,10 +29,10 @@ from uvicorn.protocols.utils import ClientDisconnected
 
 from jobcast.accounts.services import ticket_create, token_create
 from jobcast.events.groups import job_group, user_group
-from jobcast.events.publisher import publish_event, publish_events
+from tests.support import publish as publish_now
 from jobcast.events.schema import LogEvent, ProgressEvent, StateEvent
 from jobcast.jobs.models import Job
-from jobcast.jobs.services import job_submit, job_transition
+from jobcast.jobs.services import job_cancel_requested, job_submit, job_transition
 from jobcast.ws.asgi import application
 from jobcast.ws.limits import connections
 from jobcast.ws.server import drain_sockets
@@ -92,8 +92,8 @@ def state_event(job, state, **fields):
     return StateEvent(job_id=str(job.id), ts=time.time(), state=state, **fields)
 
 
-async def publish(job, event, terminal=False):
-    return await asyncio.to_thread(publish_event, event, job.owner_id, terminal=terminal)
+async def publish(job, event):
+    return await asyncio.to_thread(publish_now, event, job.owner_id)
 
 
 async def publish_progress(job, count: int):
@@ -104,7 +104,7 @@ async def publish_progress(job, count: int):
 async def finish_job(job, state="succeeded", **fields):
     """What the worker does at the end: the row first, then the terminal event."""
     assert await database_sync_to_async(job_transition)(job.id, state, **fields)
-    return await publish(job, state_event(job, state, **fields), terminal=True)
+    return await publish(job, state_event(job, state, **fields))
 
 
 async def connect(path, headers=(), server: ServerLike | None = None) -> WebsocketCommunicator:
@@ -252,7 +252,7 @@ def publish_in_thread(job, count: int) -> threading.Thread:
 
     def run():
         for n in range(count):
-            publish_event(progress(job, n), job.owner_id)
+            publish_now(progress(job, n), job.owner_id)
             time.sleep(0.001)
 
     thread = threading.Thread(target=run)
@@ -431,7 +431,7 @@ async def test_a_finished_row_whose_terminal_event_is_still_on_its_way(user, tok
         assert snapshot["type"] == "snapshot" and snapshot["job"]["seq"] == 2
     assert await receive_seqs(ws, len(expected_before)) == expected_before
     assert await ws.receive_nothing(timeout=0.3)  # still open: the terminal event has not been published
-    await publish(job, state_event(job, "succeeded", result={"n": 1}), terminal=True)
+    await publish(job, state_event(job, "succeeded", result={"n": 1}))
     messages, code = await events_until_close(ws)
     assert [(m["seq"], m["type"], m["state"]) for m in messages] == [(3, "state", "succeeded")]
     assert code == 1000
@@ -451,7 +451,7 @@ async def test_a_socket_whose_queue_overflowed_catches_up_from_history(user, tok
     # Published from the event loop's own thread on purpose: the consumer cannot read
     # meanwhile, so its queue (capacity 2) overflows once the loop runs again.
     for n in range(1, 7):
-        publish_event(progress(job, n), job.owner_id)
+        publish_now(progress(job, n), job.owner_id)
     # Two queued events, then the resync marker: the rest comes from history, with no
     # further live event needed to reveal the gap.
     assert await receive_seqs(ws, 6) == [2, 3, 4, 5, 6, 7]
@@ -467,7 +467,7 @@ async def test_events_published_together_arrive_as_separate_frames_in_order(user
     ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
     assert (await receive(ws))["job"]["seq"] == 0
     batch = [progress(job, 1), LogEvent(job_id=str(job.id), ts=time.time(), message="two"), progress(job, 3)]
-    await asyncio.to_thread(publish_events, batch, job.owner_id)
+    await asyncio.to_thread(publish_now, batch, job.owner_id)
     messages = [await receive(ws) for _ in range(3)]
     assert [(m["seq"], m["type"]) for m in messages] == [(1, "progress"), (2, "log"), (3, "progress")]
     await finish_job(job, "succeeded", result={"counted": 3})
@@ -518,9 +518,9 @@ async def test_a_socket_that_is_receiving_is_never_nudged(user, token, settings)
     (consumer,) = [c for c in connections.consumers]
     seen = {}
     assert await sweep_once(layer, seen) == 0 and seen == {}  # up to date: nothing noted
-    consumer.last_seq = 0  # pretend it is behind, as if seq 1 were still on its way
+    consumer.cursor.last_seq = 0  # pretend it is behind, as if seq 1 were still on its way
     assert await sweep_once(layer, seen) == 0 and seen == {consumer: 0}  # noted, not nudged yet
-    consumer.last_seq = 1  # it moved on: the note is dropped
+    consumer.cursor.last_seq = 1  # it moved on: the note is dropped
     assert await sweep_once(layer, seen) == 0 and seen == {}
     await ws.disconnect()
 
@@ -683,7 +683,7 @@ async def test_cancel_of_a_running_job_is_requested_and_the_socket_waits_for_the
     await ws.send_to(text_data='{"type": "cancel"}')
     assert await ws.receive_nothing(timeout=0.3)
     row = await database_sync_to_async(Job.objects.get)(id=job.id)
-    assert row.state == "running" and row.cancel_requested
+    assert row.state == "running" and await database_sync_to_async(job_cancel_requested)(job.id)
     await finish_job(job, "cancelled")  # the worker noticed
     messages, code = await events_until_close(ws)
     assert [m["state"] for m in messages] == ["cancelled"] and code == 1000
@@ -737,8 +737,7 @@ async def test_messages_after_the_close_are_not_answered(user, token):
     await asyncio.sleep(0.2)
     assert await ws.receive_nothing(timeout=0.2)
     await ws.disconnect(timeout=DISCONNECT_TIMEOUT)
-    row = await database_sync_to_async(Job.objects.get)(id=job.id)
-    assert not row.cancel_requested  # the cancel arrived after the close
+    assert not await database_sync_to_async(job_cancel_requested)(job.id)  # the cancel arrived after the close
     assert_no_open_connections()
 
 
@@ -752,6 +751,19 @@ async def test_a_finished_socket_ignores_a_late_cancel(user, token):
     await ws.send_to(text_data='{"type": "cancel"}')  # crossed the close on the wire
     await asyncio.sleep(0.2)
     assert await ws.receive_nothing(timeout=0.2)
+    await ws.disconnect(timeout=DISCONNECT_TIMEOUT)
+
+
+async def test_cancel_of_a_job_deleted_meanwhile_is_a_not_found_error(user, token):
+    """The job was pruned while its socket was open: the cancel answers an error, the socket lives on."""
+    job = await make_job(user, "running")
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    assert (await receive(ws))["type"] == "snapshot"
+    await database_sync_to_async(Job.objects.filter(id=job.id).delete)()
+    await ws.send_to(text_data='{"type": "cancel"}')
+    assert await receive(ws) == {"type": "error", "code": "not_found", "detail": "Not found."}
+    await ws.send_to(text_data="not json")  # the consumer is still there to answer
+    assert (await receive(ws))["code"] == "bad_message"
     await ws.disconnect(timeout=DISCONNECT_TIMEOUT)
 
 
@@ -959,14 +971,10 @@ async def test_health_endpoints(db):
     assert missing["status"] == 404 and orjson.loads(missing["body"])["detail"]
 
 
-async def test_readyz_fails_when_redis_does_not_answer(db, monkeypatch):
-    from jobcast.ws import health
+async def test_readyz_fails_when_redis_does_not_answer(db, settings):
+    from jobcast.cli.stack import free_port
 
-    class Down:
-        async def ping(self):
-            raise ConnectionError("down")
-
-    monkeypatch.setattr(health, "get_async_redis", lambda: Down())
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     response = await HttpCommunicator(application, "GET", "/readyz").get_response(timeout=TIMEOUT)
     body = orjson.loads(response["body"])
     assert response["status"] == 503 and body["checks"]["redis"].startswith("error")

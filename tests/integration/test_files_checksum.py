@@ -43,7 +43,7 @@ def sha256(path) -> str:
 
 
 def events_of(redis, job):
-    return [orjson.loads(e) for e in read_history(redis, job.id, 0).events]
+    return [orjson.loads(e.text) for e in read_history(redis, job.id, 0).events]
 
 
 def run(user, **params) -> Job:

@@ -1,4 +1,4 @@
-"""Two submissions with the same Idempotency-Key at the same moment (contract section 3).
+"""Two submissions with the same Idempotency-Key at the same moment (docs/protocol.md, "HTTP API").
 
 Both requests pass the "key already used?" lookup before either has inserted, so the
 database's unique constraint decides: one creates the job (201), the other's INSERT fails

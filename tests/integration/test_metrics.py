@@ -67,7 +67,7 @@ async def test_the_ws_tier_exposes_its_metrics(user):
 
 def test_dropped_messages_are_counted():
     """jobcast_ws_messages_dropped_total counts what a full socket queue turned away."""
-    from jobcast.events.layer import SocketQueue
+    from jobcast.ws.layer import SocketQueue
 
     queue = SocketQueue(capacity=1, marker=b"resync")
     before = value("jobcast_ws_messages_dropped_total")

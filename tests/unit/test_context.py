@@ -7,26 +7,30 @@ import time
 
 import pytest
 
-from jobcast.events.publisher import Published
+from jobcast.events.publisher import JobPublisher, Published
 from jobcast.jobs.context import BATCH_MAX_EVENTS, JobCancelled, JobContext
 
 
-class RecordingPublisher:
+class RecordingPublisher(JobPublisher):
+    """A job's publish handle that records instead of reaching Redis."""
+
     def __init__(self):
+        super().__init__("job-1", 1)
         self.events = []
         self.calls = []  # how many events each publish carried
         self.lock = threading.Lock()
 
-    def __call__(self, events, owner_id, **kwargs):
+    def publish(self, events):
         with self.lock:
             self.events.extend(events)
             self.calls.append(len(events))
-            return Published(len(self.events), 1)
+            self.seq = len(self.events)
+            return Published(self.seq, 1)
 
 
 def make_ctx(rate=0.0, cancelled=lambda: False, publisher=None):
     publisher = publisher or RecordingPublisher()
-    ctx = JobContext("job-1", 1, publish=publisher, cancel_requested=cancelled, max_rate=rate, cancel_check_interval=0.01)
+    ctx = JobContext(publisher, cancel_requested=cancelled, max_rate=rate, cancel_check_interval=0.01)
     return ctx, publisher
 
 
@@ -37,7 +41,7 @@ def test_every_progress_is_published_without_a_rate_limit():
     ctx.close()
     assert [e.current for e in pub.events] == list(range(1, 51))
     assert pub.events[-1].percent == 100.0
-    assert ctx.last_seq == 50
+    assert pub.seq == 50
 
 
 def test_a_tight_loop_without_a_rate_limit_is_published_in_batches_in_order():
@@ -51,7 +55,7 @@ def test_a_tight_loop_without_a_rate_limit_is_published_in_batches_in_order():
     assert [e.current for e in pub.events[:-1]] == list(range(1, 2001)) and pub.events[-1].message == "done"
     assert len(pub.calls) < 2000 / 5  # grouped, many events per round trip
     assert max(pub.calls) <= BATCH_MAX_EVENTS
-    assert ctx.last_seq == 2001
+    assert pub.seq == 2001
 
 
 def test_events_behind_a_publish_go_out_within_the_window_without_another_call():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import time
 
 import pytest
@@ -90,10 +92,18 @@ async def test_a_socket_that_is_already_gone_does_not_stop_the_drain(book):
     assert len(closes) == 6
 
 
-def test_the_shutdown_grace_comes_from_the_environment(monkeypatch):
-    read_env = server.get_env.__wrapped__  # uncached: reads the environment each time
-    monkeypatch.setattr(server, "get_env", read_env)
-    monkeypatch.setenv("JOBCAST_WS_SHUTDOWN_GRACE_SECONDS", "3.5")
-    assert server.make_config([]).timeout_graceful_shutdown == 3.5
-    monkeypatch.delenv("JOBCAST_WS_SHUTDOWN_GRACE_SECONDS")
+def test_the_shutdown_grace_comes_from_the_settings(settings):
     assert server.make_config([]).timeout_graceful_shutdown == 10.0
+    settings.JOBCAST = {**settings.JOBCAST, "WS_SHUTDOWN_GRACE_SECONDS": 3.5}
+    assert server.make_config([]).timeout_graceful_shutdown == 3.5
+
+
+def test_settings_take_the_shutdown_grace_from_the_environment():
+    import subprocess
+    import sys
+
+    code = "from jobcast import django_setup; django_setup(); from django.conf import settings; " \
+           "print(settings.JOBCAST['WS_SHUTDOWN_GRACE_SECONDS'])"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "JOBCAST_WS_SHUTDOWN_GRACE_SECONDS": "3.5"},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "3.5"

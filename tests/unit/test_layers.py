@@ -98,3 +98,47 @@ def test_the_core_may_not_reach_a_tier_relatively(tmp_path):
         "jobs/queue.py imports jobcast.worker",
         "jobs/queue.py imports jobcast.worker.runner",
     ]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """jobcast's modules and the jobcast modules each imports (also inside functions)."""
+    graph = {}
+    for package, folder in {"jobcast": CORE, **TIERS}.items():
+        for path in folder.rglob("*.py"):
+            module = ".".join([package, *path.relative_to(folder).with_suffix("").parts]).removesuffix(".__init__")
+            graph[module] = imported_modules(path, package_of(path, folder, package))
+    return {module: {m for m in imports if m in graph and m != module} for module, imports in graph.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles in `graph` (its strongly connected parts of more than one module)."""
+    order, low, stack, found = {}, {}, [], []
+
+    def visit(module):
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        for imported in graph[module]:
+            if imported not in order:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in stack:
+                low[module] = min(low[module], order[imported])
+        if low[module] == order[module]:
+            part = stack[stack.index(module):]
+            del stack[stack.index(module):]
+            if len(part) > 1:
+                found.append(sorted(part))
+
+    for module in sorted(graph):
+        if module not in order:
+            visit(module)
+    return found
+
+
+def test_no_module_imports_itself_round_a_cycle():
+    # `jobcast run` once imported the stack, which imported `jobcast run` back for a helper.
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_finder_finds_one():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

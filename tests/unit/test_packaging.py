@@ -250,3 +250,43 @@ def test_the_wheel_has_every_package_and_data_file_the_code_reads(built_wheel):
         folder = package.replace(".", "/")
         for pattern in patterns:
             assert fnmatch.filter(names, f"{folder}/{pattern}"), (package, pattern)
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Whether Docker leaves `path` out of the build context (the last matching pattern wins)."""
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        candidates = [pattern, pattern.removeprefix("**/")]
+        parts = path.split("/")
+        # A pattern matching a folder matches everything under it.
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatchcase(prefix, p) for prefix in prefixes for p in candidates) or (
+            pattern.startswith("**/") and any(fnmatch.fnmatchcase(part, pattern[3:]) for part in parts)
+        ):
+            ignored = not negated
+    return ignored
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_the_build_context_has_what_the_dockerfile_copies_and_nothing_local():
+    patterns = dockerignore_patterns()
+    copied = re.findall(r"^COPY (?!--from)(.+?) \S+$", (REPO / "Dockerfile").read_text(), flags=re.MULTILINE)
+    sources = [source for line in copied for source in line.split()]
+    assert {"pyproject.toml", "README.md", "src", "services", "deploy/nginx"} <= set(sources)
+    for source in sources:
+        assert not dockerignored(source, patterns), f"{source} is copied by the Dockerfile but ignored"
+        assert not dockerignored(f"{source}/x.py", patterns) or source.endswith((".toml", ".md"))
+    for local in (".venv", ".venv/bin/python", ".git", ".git/config", ".jobcast/db.sqlite3", "tests/conftest.py",
+                  "src/jobcast/__pycache__/env.cpython-311.pyc", "bench/results/latest.json", ".env"):
+        assert dockerignored(local, patterns), local
+
+
+def test_the_dockerignore_matcher_can_say_no():
+    assert not dockerignored(".venv/bin/python", ["*", "!.venv"])
+    assert dockerignored("src/a.pyc", ["!src", "**/*.pyc"])

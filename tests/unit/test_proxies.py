@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from jobcast.ws import server
@@ -23,12 +22,6 @@ async def echo_app(scope, receive, send):
     seen.append({"client": scope["client"][0], "scheme": scope["scheme"]})
     await send({"type": "http.response.start", "status": 204, "headers": []})
     await send({"type": "http.response.body", "body": b""})
-
-
-@pytest.fixture
-def env_from(monkeypatch):
-    monkeypatch.setattr(server, "get_env", server.get_env.__wrapped__)  # reads the environment each time
-    return monkeypatch
 
 
 def through_uvicorn(peer: str, forwarded_for: str, proto: str) -> dict:
@@ -52,13 +45,12 @@ def through_uvicorn(peer: str, forwarded_for: str, proto: str) -> dict:
     return seen[-1]
 
 
-def test_the_ws_tier_trusts_forwarded_headers_only_from_the_configured_proxies(env_from):
-    env_from.delenv("JOBCAST_FORWARDED_ALLOW_IPS", raising=False)
+def test_the_ws_tier_trusts_forwarded_headers_only_from_the_configured_proxies(settings):
     assert server.make_config([]).forwarded_allow_ips == "127.0.0.1,::1"
     # nginx on another host (10.0.3.7): by default its headers are ignored...
     assert through_uvicorn("10.0.3.7", "203.0.113.9", "https") == {"client": "10.0.3.7", "scheme": "http"}
     # ...and trusted once its network is configured.
-    env_from.setenv("JOBCAST_FORWARDED_ALLOW_IPS", "10.0.0.0/8")
+    settings.JOBCAST = {**settings.JOBCAST, "FORWARDED_ALLOW_IPS": "10.0.0.0/8"}
     assert through_uvicorn("10.0.3.7", "203.0.113.9", "https") == {"client": "203.0.113.9", "scheme": "https"}
     # Anyone else still cannot claim an address.
     assert through_uvicorn("192.0.2.50", "203.0.113.9", "https") == {"client": "192.0.2.50", "scheme": "http"}

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from jobcast.accounts.models import ApiToken
+from jobcast.events.groups import ticket_key
 from jobcast.redis_client import get_redis
 
 TOKEN_PREFIX = "jc_"
@@ -41,7 +42,7 @@ def token_user(raw: str):
 
 
 def _ticket_key(ticket: str) -> str:
-    return f"jobcast:ticket:{_hash(ticket)}"
+    return ticket_key(_hash(ticket))
 
 
 def ticket_create(user) -> tuple[str, int]:

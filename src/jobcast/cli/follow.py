@@ -16,15 +16,32 @@ from urllib.parse import urlsplit, urlunsplit
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
-TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+from jobcast.events.schema import CloseCode
+from jobcast.jobs.states import is_terminal
 
-# Close codes after which reconnecting cannot help (contract section 4).
+# Close codes after which reconnecting cannot help (docs/protocol.md).
 FATAL_CLOSES = {
-    4401: "not authenticated: the token was refused (create one with `jobcast token <username> --save`)",
-    4404: "not found: no such job (or it is not yours)",
-    1008: "refused by the server (policy violation)",
-    1009: "refused by the server (message too big)",
+    CloseCode.NOT_AUTHENTICATED: "not authenticated: the token was refused (create one with `jobcast token <username> --save`)",
+    CloseCode.NOT_FOUND: "not found: no such job (or it is not yours)",
+    CloseCode.POLICY_VIOLATION: "refused by the server (policy violation)",
+    CloseCode.MESSAGE_TOO_BIG: "refused by the server (message too big)",
 }
+# Why a connection ended, for the retry message (the rest reconnect with `after`).
+CLOSE_REASONS = {
+    1006: "connection lost",
+    CloseCode.SERVER_RESTARTING: "server restarting",
+    CloseCode.OVERLOADED: "server overloaded",
+    CloseCode.TOO_SLOW: "reader too slow",
+    CloseCode.TOO_MANY_CONNECTIONS: "too many connections",
+}
+
+
+def _ended(state) -> bool:
+    """Whether a state read off the wire is a terminal one (an unknown one is not)."""
+    try:
+        return is_terminal(state)
+    except ValueError:
+        return False
 
 
 class FollowError(Exception):
@@ -94,7 +111,6 @@ class JobFollower:
         self.on_retry = on_retry or (lambda reason, delay: None)
         self.backoff = backoff or Backoff()
         self.last_seq: int | None = None  # None until the first snapshot or event
-        self.job: dict | None = None  # the latest snapshot's job, kept up to date by events
         self.final: dict | None = None  # the terminal state event (or terminal snapshot)
 
     def stream_url(self) -> str:
@@ -161,9 +177,7 @@ class JobFollower:
         if code in FATAL_CLOSES:
             raise FollowError(FATAL_CLOSES[code], 2)
         reason = exc.rcvd.reason if exc.rcvd is not None and exc.rcvd.reason else ""
-        names = {1006: "connection lost", 1012: "server restarting", 1013: "server overloaded",
-                 4408: "reader too slow", 4429: "too many connections"}
-        return f"{names.get(code, 'connection closed')} ({code}{': ' + reason if reason else ''})"
+        return f"{CLOSE_REASONS.get(code, 'connection closed')} ({code}{': ' + reason if reason else ''})"
 
     def _handle(self, message: dict) -> None:
         kind = message.get("type")
@@ -171,11 +185,10 @@ class JobFollower:
             job = message.get("job") or {}
             if self.last_seq is not None and not message.get("reset") and job.get("seq", 0) <= self.last_seq:
                 return  # only a first or a reset snapshot is news; a stale one would rewind the bar
-            self.job = dict(job)
             self.last_seq = max(self.last_seq or 0, int(job.get("seq", 0)))
             self.backoff.reset()
             self.on_message(message)
-            if job.get("state") in TERMINAL_STATES:
+            if _ended(job.get("state")):
                 self.final = {"state": job["state"], "result": job.get("result"), "error": job.get("error")}
             return
         seq = message.get("seq")
@@ -184,17 +197,6 @@ class JobFollower:
                 return  # a duplicate from the replay after a reconnect
             self.last_seq = seq
             self.backoff.reset()
-            self._apply(message)
         self.on_message(message)
-        if kind == "state" and message.get("state") in TERMINAL_STATES:
+        if kind == "state" and _ended(message.get("state")):
             self.final = {"state": message["state"], "result": message.get("result"), "error": message.get("error")}
-
-    def _apply(self, event: dict) -> None:
-        """Keep `job` current so a caller can redraw from it."""
-        if self.job is None:
-            return
-        self.job["seq"] = event["seq"]
-        if event.get("type") == "progress":
-            self.job["progress"] = {k: event.get(k) for k in ("current", "total", "percent", "message")}
-        elif event.get("type") == "state":
-            self.job.update(state=event.get("state"), result=event.get("result"), error=event.get("error"))

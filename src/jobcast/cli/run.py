@@ -11,30 +11,9 @@ import sys
 
 import click
 
+from jobcast.cli.tiers import TIERS, tier_command
 from jobcast.env import environ_for_child, get_env
 from jobcast.metrics import prepare_multiprocess_dir
-
-TIERS = ("all", "web", "ws", "worker")
-
-
-def tier_command(tier: str) -> list[str]:
-    """The command line that serves one tier (what `jobcast run <tier>` execs)."""
-    env = get_env()
-    python = sys.executable
-    if tier == "web":
-        return [python, "-m", "gunicorn", "-c", "python:jobcast.web.gunicorn_conf", "jobcast.web.wsgi:application"]
-    if tier == "ws":
-        # uvicorn with a graceful drain on SIGTERM: jobcast.ws.server.
-        return [python, "-m", "jobcast.ws.server", "--host", env.jobcast_bind, "--port", str(env.jobcast_ws_port)]
-    if tier == "worker":
-        return [
-            python, "-m", "celery", "-A", "jobcast.worker.app", "worker",
-            "-Q", "jobcast", "-c", str(env.jobcast_worker_concurrency),
-            "-n", f"jobcast-{os.getpid()}@%h",
-            "--without-gossip", "--without-mingle",
-            "-l", env.jobcast_log_level,
-        ]  # fmt: skip
-    raise ValueError(tier)
 
 
 @click.command()

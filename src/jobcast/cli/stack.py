@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import shutil
 import signal
 import socket
@@ -21,16 +20,10 @@ from pathlib import Path
 
 import click
 
-from jobcast.cli.run import tier_command
+from jobcast.cli.nginx import MINIMAL_MIME_TYPES, find_nginx, find_nginx_template, render_nginx_config
+from jobcast.cli.tiers import tier_command
 from jobcast.env import environ_for_child, get_env
 
-NGINX_TEMPLATE = Path("deploy") / "nginx" / "jobcast.conf.template"
-# For an nginx installed without /etc/nginx/mime.types: enough for the API and static files.
-MINIMAL_MIME_TYPES = """types {
-    text/html html; text/css css; application/javascript js; application/json json;
-    image/png png; image/svg+xml svg; image/x-icon ico; font/woff2 woff2;
-}
-"""
 STOP_GRACE_SECONDS = 35
 
 
@@ -51,11 +44,14 @@ class Child:
     exits: list[float] = field(default_factory=list)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(avoid: frozenset[int] | set[int] = frozenset()) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, other than those in `avoid`."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in avoid:
+            return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -81,56 +77,6 @@ def find_redis_server() -> str | None:
         if os.access(bundled, os.X_OK):
             return str(bundled)
     return None
-
-
-def find_nginx() -> str | None:
-    """The nginx binary, if installed."""
-    for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-def find_nginx_template() -> Path | None:
-    """deploy/nginx/jobcast.conf.template from the working directory or the source checkout."""
-    for root in (Path.cwd(), *Path(__file__).resolve().parents):
-        if (root / NGINX_TEMPLATE).is_file():
-            return root / NGINX_TEMPLATE
-    return None
-
-
-def render_nginx_config(template: Path, *, listen: str, web: list[str], ws: list[str], max_body_bytes: int,
-                        static_root: str, temp_dir: str, pid_file: str, error_log: str, access_log: str,
-                        mime_types: str = "/etc/nginx/mime.types", trusted_proxies: str = "127.0.0.1",
-                        resolver: str | None = None, ws_read_timeout: str = "3600s") -> str:
-    """The nginx config for these addresses and paths (the one template production uses too).
-
-    With a `resolver`, upstream host names are re-resolved while nginx runs (nginx ≥ 1.27.3),
-    so scaled-out containers join without a reload.
-    """
-    resolve = " resolve" if resolver else ""
-    values = {
-        "LISTEN": listen,
-        "RESOLVER": f"    resolver {resolver} valid=10s ipv6=off;" if resolver else "    # upstreams are fixed addresses: no resolver",
-        "WEB_SERVERS": "\n".join(f"        server {addr}{resolve} max_fails=0;" for addr in web),
-        "WS_SERVERS": "\n".join(f"        server {addr}{resolve} max_fails=0;" for addr in ws),
-        "MAX_BODY_BYTES": str(max_body_bytes),
-        "STATIC_ROOT": static_root,
-        "TEMP_DIR": temp_dir,
-        "PID_FILE": pid_file,
-        "ERROR_LOG": error_log,
-        "ACCESS_LOG": access_log,
-        "MIME_TYPES": mime_types,
-        "TRUSTED_PROXIES": trusted_proxies,
-        "WS_READ_TIMEOUT": ws_read_timeout,
-    }
-    text = template.read_text()
-    for name, value in values.items():
-        text = text.replace(f"__{name}__", value)
-    missing = set(re.findall(r"__([A-Z][A-Z_]*)__", text))
-    if missing:
-        raise ValueError(f"nginx template placeholders without a value: {sorted(missing)}")
-    return text
 
 
 def _interrupt(signum, frame):
@@ -163,7 +109,8 @@ class Stack:
                 "REDIS_URL is not set and no redis-server was found. Install one "
                 "(Debian/Ubuntu: apt-get install redis-server; or pip install 'jobcast[embedded]') or set REDIS_URL."
             )
-        port = free_port()
+        # Not a port this stack is about to listen on: those are free too until their servers start.
+        port = free_port(avoid=self.planned_ports)
         redis_dir = self.data_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
         self.start(
@@ -199,6 +146,12 @@ class Stack:
             child.process = subprocess.Popen(child.command, env=child.env, start_new_session=True)
 
     @property
+    def planned_ports(self) -> set[int]:
+        """The ports the stack's servers are configured to listen on."""
+        env = self.env
+        return {env.jobcast_port, env.jobcast_web_port, env.jobcast_worker_metrics_port, *self.ws_ports}
+
+    @property
     def ws_ports(self) -> list[int]:
         """Ports of the local ws instances (JOBCAST_WS_INSTANCES of them)."""
         return [self.env.jobcast_ws_port + i for i in range(self.env.jobcast_ws_instances)]
@@ -207,7 +160,7 @@ class Stack:
         env = self.env
         metrics_port = env.jobcast_worker_metrics_port
         if metrics_port and port_open(metrics_port):
-            metrics_port = free_port()  # another stack's worker has the default port
+            metrics_port = free_port(avoid=self.planned_ports)  # another stack's worker has the default port
         self.worker_metrics_port = metrics_port
         return environ_for_child(
             JOBCAST_WORKER_METRICS_PORT=str(metrics_port),
@@ -263,7 +216,7 @@ class Stack:
             self.say(f"front door: nginx ({conf})")
         else:
             # Fallback without nginx: one uvicorn serves both HTTP and /ws/ on the front port.
-            command = [*tier_command("ws"), "--app", "jobcast.ws.asgi:combined_application"]
+            command = [*tier_command("ws"), "--app", "jobcast.frontdoor:application"]
             command[command.index("--port") + 1] = str(env.jobcast_port)
             self.start("front door", command, child_env)
             why = "JOBCAST_FRONT_DOOR=uvicorn" if env.jobcast_front_door == "uvicorn" else "nginx not found"

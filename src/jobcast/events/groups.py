@@ -1,4 +1,4 @@
-"""Channel-layer group names and Redis keys: every name built in one place."""
+"""Channel-layer group names and Redis keys: every name jobcast gives a group or a key, built in one place."""
 
 from __future__ import annotations
 
@@ -31,3 +31,13 @@ def live_key(job_id) -> str:
 def cancel_key(job_id) -> str:
     """Flag set when a cancellation of a running job was requested."""
     return f"jobcast:job:{job_id}:cancel"
+
+
+def submit_rate_key(user_id, minute: int) -> str:
+    """Counter of a user's submissions in one calendar minute (JOBCAST_SUBMIT_RATE_PER_MINUTE)."""
+    return f"jobcast:rate:submit:{user_id}:{minute}"
+
+
+def ticket_key(ticket_hash: str) -> str:
+    """A WebSocket ticket, by the hash of its value, holding its user's id until redeemed or expired."""
+    return f"jobcast:ticket:{ticket_hash}"

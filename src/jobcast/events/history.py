@@ -1,4 +1,9 @@
-"""Reading a job's recent events and live snapshot back from Redis (docs/events.md)."""
+"""Reading a job's recent events and live snapshot back from Redis (docs/events.md).
+
+Each history entry is stored by the publisher (publish.lua) with its JSON text exactly as
+sent on the socket (`e`), its type (`k`) and, on the job's last event, a terminal mark
+(`x`), so a replay sends the stored text as it is, without decoding it.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,38 @@ from typing import NamedTuple
 import orjson
 
 from jobcast.events.groups import history_key, live_key
+from jobcast.jobs.states import is_terminal
+
+
+class StoredEvent(NamedTuple):
+    seq: int
+    type: str  # progress, log or state
+    text: str  # the event's JSON, as sent on the socket
+    terminal: bool  # the job's last event
 
 
 class History(NamedTuple):
-    events: list[str]  # JSON texts, in seq order, exactly as published
+    events: list[StoredEvent]  # in seq order
     complete: bool  # False when events after `after` were trimmed (or expired) from history
     last_seq: int  # seq of the last event returned, or `after` when none
 
 
+def _stored_event(entry_id: bytes, fields: dict) -> StoredEvent:
+    text = fields[b"e"].decode()
+    if b"k" in fields:
+        return StoredEvent(int(entry_id.split(b"-")[0]), fields[b"k"].decode(), text, b"x" in fields)
+    # Written before entries carried their type (a rolling upgrade): read it from the JSON.
+    event = orjson.loads(text)
+    terminal = event["type"] == "state" and is_terminal(event["state"])
+    return StoredEvent(event["seq"], event["type"], text, terminal)
+
+
 def parse_history(after: int, entries, live_seq: int) -> History:
     """Turn XRANGE entries into a History, telling whether anything after `after` is missing."""
-    events = [fields[b"e"].decode() for _id, fields in entries]
-    first_seq = int(entries[0][0].split(b"-")[0]) if entries else None
-    if first_seq is not None:
-        complete = first_seq == after + 1
-        last = int(entries[-1][0].split(b"-")[0])
-    else:
-        complete = live_seq <= after
-        last = after
-    return History(events, complete, last)
+    events = [_stored_event(entry_id, fields) for entry_id, fields in entries]
+    if events:
+        return History(events, events[0].seq == after + 1, events[-1].seq)
+    return History(events, live_seq <= after, after)
 
 
 def read_history(redis, job_id, after: int, known_seq: int = 0) -> History:

@@ -4,15 +4,18 @@
 -- The fan-out is channels_redis.pubsub.RedisPubSubChannelLayer's group_send: one
 -- PUBLISH per group, to the group's pub/sub channel, of one msgpack-encoded message (a
 -- `job.batch` message holding them all when there are several events), so the ws tier
--- receives with that layer (jobcast.events.layer).
+-- receives with that layer (jobcast.ws.layer).
 -- tests/integration/test_publisher.py pins this against the installed channels_redis.
 --
 -- KEYS: 1 seq, 2 history stream, 3 live hash
 -- ARGV: 1 history maxlen, 2 key ttl, 3 job id,
 --       4 the highest seq the caller knows the job had (from the job row or the running job),
 --       5 number of groups G, 6 .. 5+G the groups' pub/sub channel names,
---       then per event: type, JSON without seq, ts (for the ws tier's latency metric)
+--       then per event: type, JSON without seq, ts (for the ws tier's latency metric),
+--       terminal ('1' on the job's last event, else '0')
 --
+-- The publisher marks the terminal event, so no reader has to look inside the JSON: the
+-- channel-layer message carries `terminal = true` and the history entry an `x` field.
 -- A 'snapshot' (a job's first appearance on its owner's streams) is not one of the
 -- job's events: it gets no seq and no history, only the fan-out.
 local job_id = ARGV[3]
@@ -21,8 +24,9 @@ local messages = {}
 local seq = 0
 local latest = {}  -- the batch's last progress and last state event, for the live snapshot
 
-for i = 6 + group_count, #ARGV, 3 do
+for i = 6 + group_count, #ARGV, 4 do
   local event_type, text = ARGV[i], ARGV[i + 1]
+  local terminal = ARGV[i + 3] == '1'
   local message_type = 'job.snapshot'
   if event_type ~= 'snapshot' then
     message_type = 'job.event'
@@ -34,13 +38,18 @@ for i = 6 + group_count, #ARGV, 3 do
     end
     seq = redis.call('INCR', KEYS[1])
     text = '{"seq":' .. seq .. ',' .. string.sub(text, 2)
-    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], seq .. '-0', 'e', text)
+    if terminal then
+      redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], seq .. '-0', 'e', text, 'k', event_type, 'x', '1')
+    else
+      redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], seq .. '-0', 'e', text, 'k', event_type)
+    end
     if event_type == 'progress' or event_type == 'state' then
       latest[event_type] = text
     end
   end
   table.insert(messages, {
     type = message_type, text = text, seq = seq, job_id = job_id, event = event_type, ts = tonumber(ARGV[i + 2]),
+    terminal = terminal,
   })
 end
 

@@ -1,40 +1,35 @@
 """The one event publisher (docs/events.md).
 
-`publish_events` assigns each event's seq, appends it to the job's history, updates the
-live snapshot and sends the events to the job's and owner's groups, in one Redis round
-trip on the process's persistent connection: no event loop, no new connection, one JSON
-encode per event. `publish_event` is the same for one event; callers inside a database
-transaction use `publish_event_on_commit`.
+`JobPublisher` is a job's publish handle: it owns the job's seq floor and publishes its
+events. Each publish assigns the events' seqs, appends them to the job's history, updates
+the live snapshot and sends them to the job's and owner's groups, in one Redis round trip
+on the process's persistent connection: no event loop, no new connection, one JSON encode
+per event. It is not for use inside a database transaction (a rolled-back change would
+have been announced): the lifecycle services publish after their row writes commit.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from django.conf import settings
-from django.db import transaction
+from redis.commands.core import Script
 
 from jobcast.events.groups import history_key, job_group, live_key, seq_key, user_group
-from jobcast.events.schema import Event, SnapshotMessage
+from jobcast.events.schema import Event, JobDocument, ProgressEvent, SnapshotMessage, StateEvent
 from jobcast.metrics import events_published
 from jobcast.redis_client import get_redis
 
 # A running job's keys live this long after its latest event, so a job whose worker
 # vanished for good cannot leak its history forever.
 LIVE_KEY_TTL = 7 * 86400
+PUBLISH_LUA = (Path(__file__).with_name("publish.lua")).read_text()
 
 
 class Published(NamedTuple):
     seq: int
     receivers: int  # ws processes that had a socket in the job's or the owner's group
-
-
-@lru_cache(maxsize=1)
-def _publish_script():
-    source = (Path(__file__).with_name("publish.lua")).read_text()
-    return get_redis().register_script(source)
 
 
 def _group_channel(group: str) -> str:
@@ -43,48 +38,74 @@ def _group_channel(group: str) -> str:
     return f"{prefix}__group__{group}"
 
 
-def _run_script(job_id, owner_id, events: Sequence[tuple[str, str, float]], ttl: int, seq_floor: int = 0) -> Published:
-    """Run publish.lua for (type, JSON without seq, ts) triples of one job."""
-    snapshot = events[0][0] == "snapshot"
+def _run_script(job_id, owner_id, entries: Sequence[tuple[str, str, float, bool]], ttl: int, seq_floor: int) -> Published:
+    """Run publish.lua for (type, JSON without seq, ts, terminal) entries of one job."""
+    snapshot = entries[0][0] == "snapshot"
     groups = [user_group(owner_id)] if snapshot else [job_group(job_id), user_group(owner_id)]
     args = [settings.JOBCAST["HISTORY_MAXLEN"], ttl, str(job_id), int(seq_floor), len(groups)]
     args += [_group_channel(group) for group in groups]
-    for event_type, text, ts in events:
-        args += [event_type, text, repr(ts)]
+    for event_type, text, ts, terminal in entries:
+        args += [event_type, text, repr(ts), "1" if terminal else "0"]
     result = _publish_script()(keys=[seq_key(job_id), history_key(job_id), live_key(job_id)], args=args)
     return Published(*(int(x) for x in result))
 
 
-def publish_events(events: Sequence[Event], owner_id, *, terminal: bool = False, seq_floor: int = 0) -> Published:
-    """Publish events of one job, in order, in one round trip; returns the last seq given.
+_scripts: dict[str, Script] = {}
 
-    Not for use inside a transaction. `seq_floor` is the highest seq the caller knows the
-    job reached (the row's `seq`, or the running job's last one): if Redis lost the
-    counter, numbering resumes above it. `terminal` marks the job's last publish (its keys
-    then expire after JOBCAST_HISTORY_TTL).
+
+def _publish_script() -> Script:
+    """publish.lua on this process's Redis client (EVALSHA; redis-py loads it again after a restart)."""
+    script = _scripts.get(settings.REDIS_URL)
+    if script is None:
+        script = _scripts[settings.REDIS_URL] = get_redis().register_script(PUBLISH_LUA)
+    return script
+
+
+class JobPublisher:
+    """One job's publish handle: publishes its events in order and owns its seq floor.
+
+    `seq` is the highest seq this handle knows the job reached (the row's at first, then
+    each publish's last): if Redis lost the job's counter, numbering resumes above it, so a
+    seq is never given to two events. `after_publish` is called after each publish (the
+    lifecycle uses it to copy progress and seq to the job row now and then).
     """
-    ttl = settings.JOBCAST["HISTORY_TTL"] if terminal else max(LIVE_KEY_TTL, settings.JOBCAST["HISTORY_TTL"])
-    triples = [(event.type, event.model_dump_json(exclude={"seq"}), event.ts) for event in events]
-    published = _run_script(events[0].job_id, owner_id, triples, ttl, seq_floor)
-    for event in events:
-        events_published.labels(event.type).inc()
-    return published
+
+    def __init__(self, job_id, owner_id, *, seq: int = 0, after_publish: Callable[["JobPublisher"], None] | None = None):
+        self.job_id = str(job_id)
+        self.owner_id = owner_id
+        self.seq = seq
+        self.latest_progress: ProgressEvent | None = None  # the last progress event published
+        self._after_publish = after_publish
+
+    def publish(self, events: Sequence[Event]) -> Published:
+        """Publish events of this job, in order, in one round trip; returns the last seq given."""
+        entries = []
+        terminal = False
+        for event in events:
+            is_last = isinstance(event, StateEvent) and event.terminal
+            terminal = terminal or is_last
+            entries.append((event.type, event.model_dump_json(exclude={"seq"}), event.ts, is_last))
+            if isinstance(event, ProgressEvent):
+                self.latest_progress = event
+        # A finished job's keys expire JOBCAST_HISTORY_TTL after its terminal event.
+        ttl = settings.JOBCAST["HISTORY_TTL"] if terminal else max(LIVE_KEY_TTL, settings.JOBCAST["HISTORY_TTL"])
+        published = _run_script(self.job_id, self.owner_id, entries, ttl, self.seq)
+        self.seq = published.seq
+        for event in events:
+            events_published.labels(event.type).inc()
+        if self._after_publish is not None:
+            self._after_publish(self)
+        return published
+
+    def publish_one(self, event: Event) -> Published:
+        """Publish one event (publish() of one)."""
+        return self.publish([event])
 
 
-def publish_event(event: Event, owner_id, *, terminal: bool = False, seq_floor: int = 0) -> Published:
-    """Publish one event of a job (publish_events of one); returns the seq it was given."""
-    return publish_events([event], owner_id, terminal=terminal, seq_floor=seq_floor)
-
-
-def publish_event_on_commit(event: Event, owner_id, *, terminal: bool = False, seq_floor: int = 0) -> None:
-    """Publish once the surrounding transaction commits (immediately outside one)."""
-    transaction.on_commit(lambda: publish_event(event, owner_id, terminal=terminal, seq_floor=seq_floor))
-
-
-def notify_user_snapshot(owner_id, job_document: dict) -> None:
+def notify_user_snapshot(owner_id, document: JobDocument) -> None:
     """Show the owner's all-jobs streams a job that has no event yet (e.g. just queued).
 
     The snapshot goes to the owner's group only (the job's group joins later) and takes no seq.
     """
-    text = SnapshotMessage(job=job_document).model_dump_json()
-    _run_script(job_document["id"], owner_id, [("snapshot", text, 0.0)], 0)
+    text = SnapshotMessage(job=document).model_dump_json()
+    _run_script(document.id, owner_id, [("snapshot", text, 0.0, False)], 0, 0)

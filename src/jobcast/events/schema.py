@@ -1,18 +1,38 @@
-"""The WebSocket messages of the contract (section 4), defined once as pydantic models.
+"""The wire format, typed once (docs/protocol.md): the job document and every WebSocket message.
 
-The worker builds events from these, the ws tier and the HTTP events endpoint send
-them, the CLI and the tests parse them.
+The REST responses, the snapshot message and the stored history all use these models: the
+worker builds events from them, the web and ws tiers send them, clients parse them.
+`JobDocument.apply` is how a client folds events into the document it holds, so "a
+snapshot at seq N plus the events after N" gives the same document as a fresh snapshot —
+all but `attempts`, which no event of the contract carries
+(tests/integration/test_resume_property.py holds that).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime, timezone
+from enum import IntEnum
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from jobcast.jobs.states import State, is_terminal
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """A datetime as the contract writes it: ISO 8601 in UTC with a `Z`."""
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+
+
+def iso_from_ts(ts: float | None) -> str | None:
+    """An event's `ts` (Unix seconds) as the contract writes a datetime."""
+    return iso_utc(datetime.fromtimestamp(ts, tz=timezone.utc)) if ts else None
 
 
 class Progress(BaseModel):
     """A job's progress: `percent` is derived from current and total (null without a total)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     current: float | int = 0
     total: float | int | None = None
@@ -29,6 +49,10 @@ class Progress(BaseModel):
 
 
 class JobError(BaseModel):
+    """Why a job failed: the exception's type name and message (never a traceback)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     type: str
     message: str
 
@@ -42,47 +66,118 @@ class _Event(BaseModel):
 
 
 class ProgressEvent(_Event):
+    """The job's latest progress."""
+
     type: Literal["progress"] = "progress"
     current: float | int
     total: float | int | None = None
     percent: float | None = None
     message: str | None = None
 
+    def progress(self) -> Progress:
+        """The progress this event reports."""
+        return Progress(current=self.current, total=self.total, percent=self.percent, message=self.message)
+
 
 class LogEvent(_Event):
+    """A line the job logged for its watchers."""
+
     type: Literal["log"] = "log"
     message: str
 
 
 class StateEvent(_Event):
+    """A state change; the terminal one is the job's last event."""
+
     type: Literal["state"] = "state"
-    state: str
+    state: State
     result: Any = None
     error: JobError | None = None
 
+    @property
+    def terminal(self) -> bool:
+        """Whether this is the job's last event."""
+        return is_terminal(self.state)
+
 
 Event = ProgressEvent | LogEvent | StateEvent
-EventAdapter: TypeAdapter[Event] = TypeAdapter(Event)
+_EVENT: TypeAdapter[Event] = TypeAdapter(Annotated[Event, Field(discriminator="type")])
+
+
+def parse_event(text: str | bytes) -> Event:
+    """An event from its JSON (as sent on the socket or stored in history)."""
+    return _EVENT.validate_json(text)
+
+
+class JobDocument(BaseModel):
+    """The contract's job object: what REST answers, what a snapshot carries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    kind: str
+    params: dict[str, Any]
+    state: State
+    progress: Progress
+    seq: int
+    result: Any = None
+    error: JobError | None = None
+    attempts: int
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    def apply(self, event: Event) -> "JobDocument":
+        """This document with `event` folded in (a client's view after receiving it)."""
+        changes: dict[str, Any] = {"seq": event.seq}
+        if isinstance(event, ProgressEvent):
+            changes["progress"] = event.progress()
+        elif isinstance(event, StateEvent):
+            changes.update(state=event.state, result=event.result, error=event.error)
+            if event.state == State.RUNNING:
+                changes["started_at"] = self.started_at or iso_from_ts(event.ts)
+            elif event.terminal:
+                changes["finished_at"] = iso_from_ts(event.ts)
+        return self.model_copy(update=changes)
 
 
 class SnapshotMessage(BaseModel):
+    """A job's whole current state; `reset` says the client's earlier state must be dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
     type: Literal["snapshot"] = "snapshot"
-    job: dict
+    job: JobDocument
     reset: bool = False
 
 
 class ErrorMessage(BaseModel):
+    """The client sent something unusable."""
+
+    model_config = ConfigDict(extra="forbid")
+
     type: Literal["error"] = "error"
     code: str
     detail: str
-
-
-ServerMessage = ProgressEvent | LogEvent | StateEvent | SnapshotMessage | ErrorMessage
-ServerMessageAdapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
 
 
 class CancelRequest(BaseModel):
     """The only message a client may send."""
 
     model_config = ConfigDict(extra="forbid")
+
     type: Literal["cancel"]
+
+
+class CloseCode(IntEnum):
+    """Every code the ws tier closes a socket with, and what it tells the client (docs/protocol.md)."""
+
+    JOB_FINISHED = 1000  # the terminal event was sent: stop
+    POLICY_VIOLATION = 1008  # a bad `after`, or too many unusable messages: stop
+    MESSAGE_TOO_BIG = 1009  # a frame over 64 KiB: stop
+    SERVER_RESTARTING = 1012  # a drain: reconnect with `after` = the last seq seen
+    OVERLOADED = 1013  # this ws process is full: reconnect later, with backoff
+    NOT_AUTHENTICATED = 4401  # no valid credentials: stop
+    NOT_FOUND = 4404  # no such job, or not yours: stop
+    TOO_SLOW = 4408  # the reader fell too far behind: reconnect with `after`
+    TOO_MANY_CONNECTIONS = 4429  # this user has too many sockets here: reconnect later, with backoff

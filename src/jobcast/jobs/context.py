@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Callable
 
+from jobcast.events.publisher import JobPublisher
 from jobcast.events.schema import LogEvent, Progress, ProgressEvent
 from jobcast.jobs.coalesce import Coalescer
 
@@ -34,19 +35,17 @@ class JobContext:
 
     def __init__(
         self,
-        job_id: str,
-        owner_id: int,
+        publisher: JobPublisher,
         *,
-        publish: Callable,
         cancel_requested: Callable[[], bool],
         max_rate: float,
         cancel_check_interval: float,
         attempt: int = 1,
     ):
-        self.job_id = job_id
-        self.owner_id = owner_id
+        self.job_id = publisher.job_id
+        self.owner_id = publisher.owner_id
         self.attempt = attempt
-        self._publish = publish
+        self._publisher = publisher
         self._cancel_requested = cancel_requested
         self._cancel_check_interval = cancel_check_interval
         self._last_cancel_check = float("-inf")
@@ -58,8 +57,6 @@ class JobContext:
         self._flusher: threading.Thread | None = None
         self._outbox: list = []  # events waiting for the batch window, in call order
         self._last_publish = float("-inf")
-        self.latest_progress: Progress | None = None
-        self.last_seq = 0
 
     # -- the author API -------------------------------------------------------------
 
@@ -69,7 +66,6 @@ class JobContext:
         progress = Progress.of(current, total, message)
         event = ProgressEvent(job_id=self.job_id, ts=time.time(), **progress.model_dump())
         with self._lock:
-            self.latest_progress = progress
             was_holding = self._coalescer.pending is not None
             to_send = self._coalescer.offer(event)
             if to_send is not None:
@@ -136,9 +132,8 @@ class JobContext:
         if not self._outbox:
             return
         events, self._outbox = self._outbox, []
-        published = self._publish(events, self.owner_id)
+        self._publisher.publish(events)
         self._last_publish = time.monotonic()
-        self.last_seq = published.seq
 
     def _flush_pending(self) -> None:
         value = self._coalescer.take_due(force=True)

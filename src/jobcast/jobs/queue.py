@@ -2,7 +2,9 @@
 
 It lives in the core (not in services/worker) because the web tier must enqueue with
 the same broker, queue and serializer settings, and tiers never import each other.
-The task itself (`jobcast.run_job`) is defined in jobcast.worker.tasks.
+The task itself (`jobcast.run_job`) is defined in jobcast.worker.tasks. Its configuration
+is read from Django's settings when Celery first needs it, so the broker is always
+settings.REDIS_URL.
 """
 
 from __future__ import annotations
@@ -14,28 +16,34 @@ RUN_JOB_TASK = "jobcast.run_job"
 QUEUE = "jobcast"
 
 celery_app = Celery("jobcast")
-celery_app.conf.update(
-    broker_url=settings.REDIS_URL,
-    broker_connection_retry_on_startup=True,
-    # A job is acknowledged only when it has finished, so a worker that dies
-    # mid-job leaves it to be delivered again (docs/workers.md).
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    broker_transport_options={"visibility_timeout": settings.JOBCAST["VISIBILITY_TIMEOUT"]},
-    # On SIGTERM (remapped to Celery's cold shutdown by `jobcast run worker`), running jobs
-    # get this long to finish; then they are stopped and their messages go back to the
-    # queue at once, for another worker (docs/workers.md).
-    worker_soft_shutdown_timeout=settings.JOBCAST["WORKER_SHUTDOWN_SECONDS"],
-    task_default_queue=QUEUE,
-    task_serializer="json",
-    accept_content=["json"],
-    task_ignore_result=True,
-    result_backend=None,
-    worker_hijack_root_logger=False,
-    worker_send_task_events=False,
-    broker_pool_limit=10,
-)
+
+
+def _celery_settings() -> dict:
+    return {
+        "broker_url": settings.REDIS_URL,
+        "broker_connection_retry_on_startup": True,
+        # A job is acknowledged only when it has finished, so a worker that dies
+        # mid-job leaves it to be delivered again (docs/workers.md).
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": {"visibility_timeout": settings.JOBCAST["VISIBILITY_TIMEOUT"]},
+        # On SIGTERM (remapped to Celery's cold shutdown by `jobcast run worker`), running jobs
+        # get this long to finish; then they are stopped and their messages go back to the
+        # queue at once, for another worker (docs/workers.md).
+        "worker_soft_shutdown_timeout": settings.JOBCAST["WORKER_SHUTDOWN_SECONDS"],
+        "task_default_queue": QUEUE,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "broker_pool_limit": 10,
+    }
+
+
+celery_app.add_defaults(_celery_settings)
 
 
 def enqueue_job(job_id) -> None:

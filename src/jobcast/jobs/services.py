@@ -1,28 +1,41 @@
-"""Changing jobs (HackSoft-style services): submit, cancel and the one state-transition function."""
+"""Changing jobs (HackSoft-style services): the whole lifecycle of a job, in one place.
+
+Submitting, cancelling, starting (or resuming after a lost worker) and ending a job live
+here, so the state machine and its side effects — the conditional row update, the state
+event, the row's seq, the metrics — are written once. The worker's runner, the HTTP and
+WebSocket cancel, and anything that reaps a job whose worker vanished call these
+(docs/workers.md).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from jobcast.errors import ApiError, Conflict, NotFound
-from jobcast.events.groups import cancel_key
-from jobcast.events.publisher import notify_user_snapshot, publish_event
-from jobcast.events.schema import StateEvent
+from jobcast.events.groups import cancel_key, submit_rate_key
+from jobcast.events.publisher import JobPublisher, notify_user_snapshot
+from jobcast.events.schema import JobError, LogEvent, StateEvent
 from jobcast.jobs.documents import job_document
 from jobcast.jobs.models import Job
 from jobcast.jobs.queue import enqueue_job
-from jobcast.jobs.registry import validate_params
+from jobcast.jobs.registry import JobKind, get_kind, validate_params
 from jobcast.jobs.selectors import job_get_for_user
 from jobcast.jobs.states import State, is_terminal, sources_of
-from jobcast.metrics import jobs_finished
+from jobcast.metrics import job_duration, jobs_finished
 from jobcast.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
+
+# A running job's row gets its progress and seq at most this often; live readers get the
+# exact values from Redis, the row only has to stay close (no database write per event).
+DB_PROGRESS_INTERVAL = 5.0
 
 
 def job_transition(job_id, target: str, **fields) -> bool:
@@ -40,14 +53,16 @@ def job_transition(job_id, target: str, **fields) -> bool:
     return updated == 1
 
 
+# -- submitting ----------------------------------------------------------------------
+
+
 def check_submit_rate(user_id) -> None:
     """Enforce JOBCAST_SUBMIT_RATE_PER_MINUTE per user (fixed one-minute windows in Redis)."""
     limit = settings.JOBCAST["SUBMIT_RATE_PER_MINUTE"]
     if not limit:
         return
     now = time.time()
-    window = int(now // 60)
-    key = f"jobcast:rate:submit:{user_id}:{window}"
+    key = submit_rate_key(user_id, int(now // 60))
     pipe = get_redis().pipeline(transaction=False)
     pipe.incr(key)
     pipe.expire(key, 61)
@@ -74,7 +89,7 @@ def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> t
             job = Job.objects.create(
                 owner_id=user.id, kind=kind_obj.name, params=clean_params, idempotency_key=idempotency_key or None
             )
-            transaction.on_commit(lambda: _announce(job))
+            transaction.on_commit(lambda: _announce_and_enqueue(job))
     except IntegrityError:
         # Two requests with the same key raced; the other one created the job.
         existing = Job.objects.filter(owner_id=user.id, idempotency_key=idempotency_key).first()
@@ -84,11 +99,15 @@ def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> t
     return job, True
 
 
-def _announce(job: Job) -> None:
+def _announce_and_enqueue(job: Job) -> None:
+    """Show the new job on its owner's all-jobs streams, then queue it for a worker."""
     # The snapshot first: a fast worker's `running` event must not reach the owner's
     # streams before the job itself does.
     notify_user_snapshot(job.owner_id, job_document(job))
     enqueue_job(job.id)
+
+
+# -- cancelling ----------------------------------------------------------------------
 
 
 def job_cancel(user, job_id) -> Job:
@@ -96,32 +115,135 @@ def job_cancel(user, job_id) -> Job:
     job = job_get_for_user(user, job_id)
     if job is None:
         raise NotFound()
-    return job_cancel_job(job)
+    return job_request_cancel(job)
 
 
-def job_cancel_job(job: Job) -> Job:
-    """Cancel this job (the caller has checked ownership)."""
+def job_request_cancel(job: Job) -> Job:
+    """Cancel this job (the caller has checked ownership); 409 when it already ended otherwise."""
     if is_terminal(job.state):
         raise Conflict(f"Job is already {job.state}.")
-    if job.state == State.QUEUED and job_transition(job.id, State.CANCELLED, cancel_requested=True):
-        job.refresh_from_db()
-        published = publish_event(
-            StateEvent(job_id=str(job.id), ts=time.time(), state=State.CANCELLED), job.owner_id, terminal=True,
-            seq_floor=job.seq,
-        )
-        Job.objects.filter(id=job.id).update(seq=published.seq)
-        job.seq = published.seq
-        jobs_finished.labels(job.kind, State.CANCELLED).inc()
-        return job
-    # Running (or it started between our read and the update): the worker stops it.
-    Job.objects.filter(id=job.id).update(cancel_requested=True)
+    if job.state == State.QUEUED and _end(job, job_publisher(job), State.CANCELLED):
+        return _reread(job)
+    # Running (or it started between our read and the update): its worker reads this flag
+    # every JOBCAST_CANCEL_CHECK_INTERVAL and ends the job `cancelled`.
     get_redis().set(cancel_key(job.id), 1, ex=max(settings.JOBCAST["HISTORY_TTL"], 86400))
-    job.refresh_from_db()
+    job = _reread(job)
     if is_terminal(job.state) and job.state != State.CANCELLED:
         raise Conflict(f"Job is already {job.state}.")
     return job
 
 
-def cancel_requested(job_id) -> bool:
-    """Whether a cancellation of this job was requested (one Redis read)."""
+def _reread(job: Job) -> Job:
+    """The job's row as it is now; 404 when it was deleted meanwhile (e.g. pruned)."""
+    try:
+        job.refresh_from_db()
+    except Job.DoesNotExist:
+        raise NotFound() from None
+    return job
+
+
+def job_cancel_requested(job_id) -> bool:
+    """Whether a cancellation of this running job was requested (one Redis read)."""
     return bool(get_redis().exists(cancel_key(job_id)))
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+@dataclass
+class JobRun:
+    """A job a worker is running: its row, its kind and its publish handle."""
+
+    job: Job
+    kind: JobKind
+    publisher: JobPublisher
+
+
+def job_publisher(job: Job, *, sync_row: bool = False) -> JobPublisher:
+    """The job's publish handle, numbering above the row's seq; `sync_row` copies progress to the row now and then."""
+    if not sync_row:
+        return JobPublisher(job.id, job.owner_id, seq=job.seq)
+    last_write = time.monotonic()
+
+    def write_row(publisher: JobPublisher) -> None:
+        nonlocal last_write
+        now = time.monotonic()
+        if now - last_write >= DB_PROGRESS_INTERVAL and publisher.latest_progress is not None:
+            last_write = now
+            progress = publisher.latest_progress.progress().model_dump()
+            Job.objects.filter(id=job.id).update(progress=progress, seq=publisher.seq)
+
+    return JobPublisher(job.id, job.owner_id, seq=job.seq, after_publish=write_row)
+
+
+def job_start(job_id) -> JobRun | None:
+    """Start a delivered job, or resume it after its worker was lost; None when it must not run.
+
+    A job found `running` was being run by a worker that died: it runs again (attempts
+    grows) unless its kind says `redeliver=False` or it ran out of attempts
+    (JOBCAST_MAX_ATTEMPTS), in which case it fails with `WorkerLost`.
+    """
+    job = Job.objects.filter(id=job_id).first()
+    if job is None or is_terminal(job.state):
+        return None
+    publisher = job_publisher(job, sync_row=True)
+    kind = get_kind(job.kind)
+    if job.state == State.QUEUED:
+        started_at = timezone.now()
+        if not job_transition(job.id, State.RUNNING, attempts=F("attempts") + 1, started_at=started_at):
+            return None  # cancelled while queued
+        job.state, job.started_at, job.attempts = State.RUNNING, started_at, job.attempts + 1
+        publisher.publish_one(_state_event(job, State.RUNNING, started_at))
+        if kind is None:
+            _end(job, publisher, State.FAILED, error=JobError(type="UnknownKind", message=f"no job kind {job.kind!r} on this worker"))
+            return None
+        return JobRun(job, kind, publisher)
+    Job.objects.filter(id=job.id).update(attempts=F("attempts") + 1)
+    job.refresh_from_db()
+    if kind is None or not kind.redeliver or job.attempts > settings.JOBCAST["MAX_ATTEMPTS"]:
+        why = ("its kind is not redelivered" if kind is not None and not kind.redeliver
+               else f"after {job.attempts - 1} attempts" if kind is not None else f"no job kind {job.kind!r} on this worker")
+        job_fail_lost(job, why, publisher)
+        return None
+    publisher.publish_one(
+        LogEvent(job_id=str(job.id), ts=time.time(), message=f"restarted after its worker was lost (attempt {job.attempts})")
+    )
+    return JobRun(job, kind, publisher)
+
+
+def job_finish(run: JobRun, state: str, *, result=None, error: JobError | None = None) -> bool:
+    """End a running job in `state` (its context is closed: held progress already went out)."""
+    return _end(run.job, run.publisher, state, result=result, error=error)
+
+
+def job_fail_lost(job: Job, why: str, publisher: JobPublisher | None = None) -> bool:
+    """Fail a running job whose worker was lost (for the runner on redelivery, or a reaper)."""
+    error = JobError(type="WorkerLost", message=f"the worker running the job was lost ({why})")
+    return _end(job, publisher or job_publisher(job), State.FAILED, error=error)
+
+
+def _state_event(job: Job, state: str, when, *, result=None, error: JobError | None = None) -> StateEvent:
+    """The job's state event at `when` (the time written to its row, so documents agree)."""
+    return StateEvent(job_id=str(job.id), ts=when.timestamp(), state=state, result=result, error=error)
+
+
+def _end(job: Job, publisher: JobPublisher, state: str, *, result=None, error: JobError | None = None) -> bool:
+    """Move the job to a terminal state and publish its last event; False when it had already ended.
+
+    The row is written first, so whoever sees the terminal event and reads the job finds it
+    ended; the event's `ts` is the row's `finished_at`, so a client's folded document and a
+    fresh snapshot agree.
+    """
+    finished_at = timezone.now()
+    fields = {"result": result, "error": error.model_dump() if error else None, "finished_at": finished_at}
+    if publisher.latest_progress is not None:
+        fields["progress"] = publisher.latest_progress.progress().model_dump()
+    if not job_transition(job.id, state, **fields):
+        logger.warning("job %s could not move to %s (state changed elsewhere)", job.id, state)
+        return False
+    published = publisher.publish_one(_state_event(job, state, finished_at, result=result, error=error))
+    Job.objects.filter(id=job.id).update(seq=published.seq)
+    jobs_finished.labels(job.kind, state).inc()
+    if job.started_at:
+        job_duration.labels(job.kind, state).observe((finished_at - job.started_at).total_seconds())
+    return True

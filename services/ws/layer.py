@@ -20,6 +20,9 @@ Four changes to the stock pub/sub layer, for jobcast's delivery rule and its spe
   messages are dropped for it and one `job.resync` message is queued instead: the consumer
   then catches up from the job's history, or closes with 4408 when history no longer
   reaches back (services/ws/consumers.py). `nudge()` queues the same message on purpose.
+
+Only the ws tier receives from groups, so the layer lives here; the publisher (any tier)
+sends to the same groups with one Lua call (jobcast.events.publisher, publish.lua).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from collections import deque
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close
+from django.conf import settings
 
 from jobcast.metrics import ws_messages_dropped
 
@@ -154,8 +158,21 @@ class JobcastLoopLayer(RedisPubSubLoopLayer):
             queue.queue_marker()
 
 
+def redis_host(url: str) -> dict:
+    """The layer's connection settings for the Redis at `url`.
+
+    redis-py 8 defaults to a 5 s socket timeout; the ws tier's pub/sub connection is
+    quiet whenever no watched job publishes, so its read timeout is well above that
+    (the layer polls with a 0.1 s timeout of its own).
+    """
+    return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True}
+
+
 class JobcastChannelLayer(RedisPubSubChannelLayer):
-    """RedisPubSubChannelLayer whose loop layers are JobcastLoopLayer."""
+    """RedisPubSubChannelLayer whose loop layers are JobcastLoopLayer, on settings.REDIS_URL by default."""
+
+    def __init__(self, *args, hosts=None, **kwargs):
+        super().__init__(*args, hosts=hosts or [redis_host(settings.REDIS_URL)], **kwargs)
 
     def _get_layer(self):
         loop = asyncio.get_running_loop()
