@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 from collections import Counter
@@ -14,6 +15,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["jobcast", "stock", "raw"]
 NOTES = REPO / "bench" / "notes.md"
+
+# A Markdown link's target, up to an #anchor or the closing parenthesis.
+LINK_TARGET = re.compile(r"(\]\(\s*<?)([^)\s#>]+)")
+
+
+def notes_for_docs() -> str:
+    """bench/notes.md as pasted at the end of docs/benchmarks.md: its relative links, written
+    from bench/ (so they work where notes.md lies), re-pointed to work from docs/."""
+
+    def repoint(match: re.Match) -> str:
+        target = match[2]
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", target) or target.startswith("/"):
+            return match[0]  # a URL or an absolute path: the same from anywhere
+        moved = os.path.relpath(os.path.normpath(NOTES.parent / target), REPO / "docs")
+        return match[1] + Path(moved).as_posix()
+
+    return LINK_TARGET.sub(repoint, NOTES.read_text().strip())
+
 
 SCENARIO_TITLES = {
     "A": "many jobs, one watcher each, paced",
@@ -563,7 +582,7 @@ def write(out: Path, meta: dict, rounds: list[dict], profile: dict) -> None:
     lines += ["", "## What each change did (before/after, same run)", "", *ablation_section(meta.get("ablation") or [])]
     lines += ["", "## What the profile shows", "", *profile_section(profile)]
     if NOTES.exists():
-        lines += ["", NOTES.read_text().strip()]
+        lines += ["", notes_for_docs()]
     (out / "benchmarks.md").write_text("\n".join(lines) + "\n")
     plot(out / "benchmarks.png", rounds, scenarios)
 
