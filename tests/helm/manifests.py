@@ -59,9 +59,9 @@ def _chart():
     return helm_python.Chart.load(CHART)
 
 
-def render(values: dict | None, name: str = "inline") -> Render:
+def render(values: dict | None, name: str = "inline", release: str = RELEASE) -> Render:
     """Render the chart as `helm install --dry-run` would (offline: `lookup` finds nothing)."""
-    manifests = _chart().render(copy.deepcopy(values) if values else None, name=RELEASE, namespace=NAMESPACE,
+    manifests = _chart().render(copy.deepcopy(values) if values else None, name=release, namespace=NAMESPACE,
                                 is_install=True)
     objects, sources, notes = [], {}, ""
     for path, text in sorted(manifests.items()):
@@ -310,6 +310,32 @@ def autoscaler_problems(render: Render) -> list[str]:
     duplicates = {name for name in targeted if targeted.count(name) > 1}
     if duplicates:
         problems.append(f"Deployments scaled by more than one HPA: {sorted(duplicates)}")
+    return problems
+
+
+def service_link_variables(service: dict) -> set[str]:
+    """The variables the kubelet sets in a pod for a Service of its namespace (enableServiceLinks)."""
+    prefix = service["metadata"]["name"].upper().replace("-", "_")
+    names = {f"{prefix}_SERVICE_HOST", f"{prefix}_SERVICE_PORT", f"{prefix}_PORT"}
+    for port in service["spec"]["ports"]:
+        protocol = port.get("protocol", "TCP")
+        base = f"{prefix}_PORT_{port['port']}_{protocol}"
+        names |= {base, f"{base}_PROTO", f"{base}_PORT", f"{base}_ADDR"}
+        if port.get("name"):
+            names.add(f"{prefix}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}")
+    return names
+
+
+def service_link_problems(render: Render, read: set[str]) -> list[str]:
+    """No pod gets a Service-link variable that jobcast reads (`read`: the names jobcast.env.Env knows)."""
+    problems = []
+    links = set().union(*(service_link_variables(s) for s in render.of_kind("Service"))) if render.of_kind("Service") else set()
+    for workload in workloads(render):
+        if pod_spec(workload).get("enableServiceLinks", True) is False:
+            continue
+        clashes = sorted(links & read)
+        if clashes:
+            problems.append(f"{workload['kind']} {workload['metadata']['name']}: Service links set {clashes}, which jobcast reads")
     return problems
 
 

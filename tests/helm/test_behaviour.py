@@ -324,7 +324,7 @@ def test_allowed_hosts_and_csrf_origins_follow_the_public_hosts(renders, default
     assert config["CSRF_TRUSTED_ORIGINS"] == "https://jobs.example.com,https://progress.example.com"
     assert config["JOBCAST_MAX_BODY_BYTES"] == "5242880"
     assert config["JOBCAST_SUBMIT_RATE_PER_MINUTE"] == "120"  # config.env
-    assert default.get("ConfigMap", "rel-jobcast-config")["data"]["ALLOWED_HOSTS"] == "localhost"
+    assert default.get("ConfigMap", "rel-jobcast-config")["data"]["ALLOWED_HOSTS"] == Env.model_fields["allowed_hosts"].default
 
 
 # --- migrations -----------------------------------------------------------------------------------

@@ -3,13 +3,21 @@ catch a deliberately broken render (tests/helm/manifests.py has the checkers).""
 
 from __future__ import annotations
 
+from jobcast.env import Env
 from tests.helm.manifests import (
     autoscaler_problems,
     containers,
+    pod_spec,
     port_problems,
     reference_problems,
+    render,
+    service_link_problems,
     service_selector_problems,
+    values_file,
+    workloads,
 )
+
+READ = {name.upper() for name in Env.model_fields}
 
 
 def external_secrets(render) -> set[str]:
@@ -123,3 +131,19 @@ def test_a_deployment_fighting_its_autoscaler_over_replicas_is_caught(default):
     broken = default.broken()
     broken.get("Deployment", "rel-jobcast-web")["spec"]["replicas"] = 2
     assert any("sets replicas" in problem for problem in autoscaler_problems(broken))
+
+
+def test_no_service_link_variable_reaches_jobcast_even_in_a_release_named_jobcast(case):
+    """A release named `jobcast` has Services jobcast-web and jobcast-ws: with Service links the
+    kubelet would set JOBCAST_WEB_PORT=tcp://… and JOBCAST_WS_PORT=tcp://… in every pod, and
+    jobcast would refuse to start on those values."""
+    named_jobcast = render(case.values, case.name, release="jobcast")
+    assert service_link_problems(named_jobcast, READ) == []
+    assert all(pod_spec(w)["enableServiceLinks"] is False for w in workloads(named_jobcast))
+
+
+def test_service_links_clashing_with_jobcasts_variables_are_caught():
+    broken = render(values_file("default-values.yaml"), release="jobcast").broken()
+    pod_spec(broken.get("Deployment", "jobcast-worker"))["enableServiceLinks"] = True
+    problems = service_link_problems(broken, READ)
+    assert problems and "JOBCAST_WEB_PORT" in problems[0] and "JOBCAST_WS_PORT" in problems[0]

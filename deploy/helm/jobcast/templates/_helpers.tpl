@@ -153,7 +153,7 @@ hook-scoped copy and the checksum annotations of one render all see the same key
 {{- $c := .Values.config -}}
 {{- $data := dict -}}
 {{- range $name, $value := $c.env -}}{{- $_ := set $data $name (toString $value) -}}{{- end -}}
-{{- $allowed := join "," $c.allowedHosts | default (include "jobcast.publicHosts" .) | default "localhost" -}}
+{{- $allowed := join "," $c.allowedHosts | default (include "jobcast.publicHosts" .) | default "127.0.0.1,localhost" -}}
 {{- $_ := set $data "ALLOWED_HOSTS" $allowed -}}
 {{- $_ := set $data "CSRF_TRUSTED_ORIGINS" (join "," $c.csrfTrustedOrigins | default (include "jobcast.defaultCsrfOrigins" .)) -}}
 {{- $_ := set $data "DEBUG" "false" -}}
@@ -276,6 +276,9 @@ successThreshold: {{ .probe.successThreshold }}
 {{- define "jobcast.podCommon" -}}
 serviceAccountName: {{ include "jobcast.serviceAccountName" .ctx }}
 automountServiceAccountToken: {{ .ctx.Values.serviceAccount.automountServiceAccountToken }}
+{{- /* Service links would set e.g. JOBCAST_WEB_PORT=tcp://10.0.0.1:8001 in every pod of a release
+named "jobcast" (Service jobcast-web): jobcast reads that variable as its port and fails to start. */}}
+enableServiceLinks: false
 {{- with .ctx.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
