@@ -136,3 +136,30 @@ def test_rendered_yaml_has_no_blank_lines_with_spaces():
     for path, text in manifests.items():
         if not path.endswith("NOTES.txt"):
             list(yaml.safe_load_all(text))
+
+
+def test_helm_lint_reports_a_broken_template(tmp_path):
+    """The lint above can fail: a template with a syntax error is reported as an error."""
+    import shutil
+
+    chart = tmp_path / "jobcast"
+    shutil.copytree(CHART, chart)
+    deployment = chart / "templates" / "ws-deployment.yaml"
+    deployment.write_text(deployment.read_text().replace("{{- $tier := .Values.ws }}", "{{- $tier := .Values.ws "))
+    report = helm_python.lint(chart, values_file("default-values.yaml"), strict=True)
+    assert report["errors"] or [m for m in report["messages"] if m["severity"] == 3]
+
+
+def test_the_packaged_chart_renders_like_the_folder(tmp_path, default):
+    """`helm package` keeps what the templates read (files/, ci/ is harmless), so an installed
+    archive renders the same objects as the folder the tests use."""
+    archive = helm_python.package(CHART, destination=tmp_path)
+    with helm_python.Chart.load(archive) as chart:
+        manifests = chart.render(values_file("default-values.yaml"), name="rel", namespace="jobs", is_install=True)
+        names = sorted(
+            (doc["kind"], doc["metadata"]["name"])
+            for path, text in manifests.items() if not path.endswith("NOTES.txt")
+            for doc in yaml.safe_load_all(text) if doc
+        )
+        assert names == sorted((obj["kind"], obj["metadata"]["name"]) for obj in default.objects)
+        assert {f["name"] for f in chart.files} >= {"files/prometheus/alerts.yml", "files/grafana/jobcast-overview.json"}
