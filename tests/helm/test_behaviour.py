@@ -380,35 +380,58 @@ def test_every_app_pod_waits_until_migrations_are_applied(case):
 # --- routing ----------------------------------------------------------------------------------------
 
 
+def ingress_backends(ingresses, request_path):
+    """(Service, port name) of every Ingress path a request path matches."""
+    hits = []
+    for ingress in ingresses:
+        for path in ingress["spec"]["rules"][0]["http"]["paths"]:
+            if ingress_path_matches(path, request_path):
+                service = path["backend"]["service"]
+                hits.append((service["name"], service["port"]["name"]))
+    return hits
+
+
 def test_the_ingresses_route_the_app_and_never_the_operator_endpoints(renders):
     r = renders["ingress-tls-values.yaml"]
     web, ws = r.get("Ingress", "rel-jobcast-web"), r.get("Ingress", "rel-jobcast-ws")
     for ingress in (web, ws):
         assert ingress["spec"]["ingressClassName"] == "nginx"
         assert ingress["spec"]["tls"] == [{"secretName": "jobcast-tls", "hosts": ["jobs.example.com", "progress.example.com"]}]
-        assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+        assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
         assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["jobs.example.com", "progress.example.com"]
+    # One Certificate per secret: cert-manager's annotation on the web Ingress only.
+    assert web["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert "cert-manager.io/cluster-issuer" not in ws["metadata"]["annotations"]
     assert web["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "5242880"
     assert ws["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "7200"
     assert ws["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-send-timeout"] == "7200"
     assert "nginx.ingress.kubernetes.io/proxy-read-timeout" not in web["metadata"]["annotations"]
-
-    def backend(request_path):
-        hits = []
-        for ingress in (web, ws):
-            for path in ingress["spec"]["rules"][0]["http"]["paths"]:
-                if ingress_path_matches(path, request_path):
-                    service = path["backend"]["service"]
-                    hits.append((service["name"], service["port"]["name"]))
-        return hits
-
-    assert backend("/") == [("rel-jobcast-web", "http")]
-    assert backend("/api/jobs/") == [("rel-jobcast-web", "http")]
-    assert backend("/accounts/login/") == [("rel-jobcast-web", "http")]
-    assert backend("/static/ninja/swagger-ui.css") == [("rel-jobcast-web", "static")]
-    assert backend("/ws/jobs/abc/") == [("rel-jobcast-ws", "http")]
+    ingresses = (web, ws)
+    assert ingress_backends(ingresses, "/") == [("rel-jobcast-web", "http")]
+    assert ingress_backends(ingresses, "/api/jobs/") == [("rel-jobcast-web", "http")]
+    assert ingress_backends(ingresses, "/accounts/login/") == [("rel-jobcast-web", "http")]
+    assert ingress_backends(ingresses, "/static/ninja/swagger-ui.css") == [("rel-jobcast-web", "static")]
+    assert ingress_backends(ingresses, "/ws/jobs/abc/") == [("rel-jobcast-ws", "http")]
     for path in OPERATOR_PATHS:
-        assert backend(path) == [], path
+        assert ingress_backends(ingresses, path) == [], path
+
+
+def test_one_ingress_for_every_path_when_not_split(renders):
+    r = renders["ingress-single-values.yaml"]
+    [ingress] = r.of_kind("Ingress")
+    assert ingress["metadata"]["name"] == "rel-jobcast"
+    assert ingress["spec"]["ingressClassName"] == "gce"
+    assert ingress["metadata"]["annotations"] == {"kubernetes.io/ingress.allow-http": "false"}  # no nginx ones
+    assert ingress_backends([ingress], "/ws/jobs/abc/") == [("rel-jobcast-ws", "http")]
+    assert ingress_backends([ingress], "/api/jobs/") == [("rel-jobcast-web", "http")]
+    assert ingress_backends([ingress], "/static/x.css") == []  # no sidecar in this case
+    for path in OPERATOR_PATHS:
+        assert ingress_backends([ingress], path) == [], path
+    merged = render({**values_file("ingress-tls-values.yaml"), "ingress": {**values_file("ingress-tls-values.yaml")["ingress"], "split": False}})
+    annotations = merged.get("Ingress", "rel-jobcast")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "7200"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "5242880"
+    assert annotations["cert-manager.io/cluster-issuer"] == "letsencrypt"
 
 
 def test_the_httproute_routes_the_same_paths_and_never_the_operator_endpoints(renders):

@@ -62,6 +62,7 @@ def test_the_ci_folder_holds_the_cases_the_issue_names():
         "existing-secret-values.yaml",
         "networkpolicy-values.yaml",
         "ingress-tls-values.yaml",
+        "ingress-single-values.yaml",
     } <= set(ci_values_files())
 
 
