@@ -163,3 +163,21 @@ def test_migrate_check_is_what_the_wait_init_container_needs(tmp_path):
     assert applied.returncode == 0, applied.stderr
     check = run("migrate", "--check")
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_tls_redis_url_the_docs_give_verifies_certificates_in_every_client():
+    """docs/kubernetes.md: `rediss://…?ssl_cert_reqs=required[&ssl_ca_certs=…]` makes redis-py
+    (publisher, ws tier, channel layer) and kombu (Celery's broker) verify the server; without
+    the parameter kombu would not."""
+    import ssl
+
+    import kombu
+    from redis.connection import SSLConnection, parse_url
+
+    url = "rediss://:pw@redis.example.com:6380/0?ssl_cert_reqs=required&ssl_ca_certs=/etc/jobcast/redis-ca/ca.pem"
+    parsed = parse_url(url)
+    assert parsed["connection_class"] is SSLConnection
+    assert (parsed["ssl_cert_reqs"], parsed["ssl_ca_certs"]) == ("required", "/etc/jobcast/redis-ca/ca.pem")
+    broker = kombu.Connection(url).ssl
+    assert broker == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/etc/jobcast/redis-ca/ca.pem"}
+    assert kombu.Connection("rediss://:pw@redis.example.com:6380/0").ssl == {"ssl_cert_reqs": ssl.CERT_NONE}
