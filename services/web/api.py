@@ -26,8 +26,8 @@ from jobcast.jobs.registry import all_kinds
 from jobcast.jobs.selectors import job_get_for_user, job_list_for_user
 from jobcast.jobs.services import job_cancel, job_submit
 from jobcast.redis_client import get_redis
-from jobcast.events.schema import JobDocument
-from jobcast.web.schemas import ErrorOut, EventsOut, JobPage, KindOut, SubmitIn, TicketOut
+from jobcast.events.schema import ErrorOut, EventsOut, JobDocument, JobPage, KindOut, TicketOut
+from jobcast.web.schemas import SubmitIn
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
-"""`jobcast submit` and `jobcast watch` against the real stack, and the follower's resume logic
-against a small local WebSocket server that drops connections on purpose."""
+"""The client commands against the real stack: `submit`, `watch`, `list`, `get`, `cancel`, `kinds`.
+
+The resuming watch against a server that drops connections on purpose is in
+tests/integration/test_client_watch.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import pty
@@ -15,9 +16,6 @@ import time
 import uuid
 
 import pytest
-from websockets.asyncio.server import serve
-
-from jobcast.cli.follow import Backoff, FollowError, JobFollower, ws_url_for
 from jobcast.cli.stack import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -78,7 +76,7 @@ def test_submit_prints_the_job_id_alone_and_params_are_json(cli):
     assert str(uuid.UUID(job_id)) == job_id
     with cli.client(USER) as client:
         job = client.get(f"/api/jobs/{job_id}/").json()
-    assert job["params"] == {"steps": 3, "fail_at": None, "interval_ms": 0}
+    assert job["params"] == {"steps": 3, "fail_at": None, "interval_ms": 0, "log_every": 0}
 
 
 def test_submit_with_an_idempotency_key_returns_the_same_job(cli):
@@ -242,167 +240,47 @@ def test_ctrl_c_stops_watching_with_130_and_leaves_the_job_running(cli):
         client.post(f"/api/jobs/{job_id}/cancel/")
 
 
-# --- resume logic, against a local server that misbehaves on purpose -------------------------
+def test_list_get_cancel_and_kinds(cli):
+    running = submit_id(cli, "--param", "steps=10000", "--param", "interval_ms=20")
+    done = submit_id(cli, "--param", "steps=2")
+    wait = cli.jobcast("watch", done, "--json")
+    assert wait.returncode == 0, wait.stderr
+
+    listed = cli.jobcast("list", "--json", "--limit", "100")
+    assert listed.returncode == 0, listed.stderr
+    jobs = json_lines(listed.stdout)
+    ids = [job["id"] for job in jobs]
+    assert running in ids and done in ids and ids.index(running) > ids.index(done)  # newest first
+    table = cli.jobcast("list", "--state", "succeeded")
+    assert table.returncode == 0 and table.stdout.splitlines()[0].split()[:3] == ["ID", "KIND", "STATE"]
+    assert done in table.stdout and running not in table.stdout and "100%" in table.stdout
+
+    shown = cli.jobcast("get", done)
+    assert shown.returncode == 0 and "state:     succeeded" in shown.stdout and '{"counted": 2}' in shown.stdout
+    assert json.loads(cli.jobcast("get", done, "--json").stdout)["result"] == {"counted": 2}
+
+    cancelled = cli.jobcast("cancel", running)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"job {running}" in cancelled.stdout
+    watched = cli.jobcast("watch", running, "--json")
+    assert watched.returncode == 3
+    again = cli.jobcast("cancel", running, "--json")
+    assert again.returncode == 2 and "already cancelled" in again.stderr and again.stdout == ""
+    missing = cli.jobcast("get", str(uuid.uuid4()))
+    assert missing.returncode == 2 and "Not found" in missing.stderr
+    assert cli.jobcast("cancel", "nope").returncode == 2
+
+    kinds = cli.jobcast("kinds")
+    assert kinds.returncode == 0, kinds.stderr
+    assert "demo.count  Count to N" in kinds.stdout
+    assert re.search(r"^  steps +integer, 1\.\.1000000, default 100  How many steps to count\.$", kinds.stdout, re.M)
+    assert re.search(r"^  fail_at +integer\|null, default null", kinds.stdout, re.M)
+    names = [kind["name"] for kind in json_lines(cli.jobcast("kinds", "--json").stdout)]
+    assert {"demo.count", "files.checksum", "maintenance.prune_jobs"} <= set(names)
 
 
-JOB_ID = "7b0f3c8e-0000-4000-8000-000000000001"
-
-
-def event(seq: int, **fields) -> str:
-    base = {"type": "progress", "job_id": JOB_ID, "seq": seq, "ts": 1.0, "current": seq, "total": 20,
-            "percent": seq * 5.0, "message": f"step {seq}"}
-    return json.dumps({**base, **fields})
-
-
-def snapshot(seq: int, reset: bool = False) -> str:
-    job = {"id": JOB_ID, "kind": "demo.count", "state": "running", "seq": seq, "result": None, "error": None,
-           "progress": {"current": seq, "total": 20, "percent": seq * 5.0, "message": None}}
-    return json.dumps({"type": "snapshot", "job": job, "reset": reset})
-
-
-def terminal(seq: int) -> str:
-    return event(seq, type="state", state="succeeded", result={"counted": 20}, error=None)
-
-
-class FlakyServer:
-    """Serves a scripted list of connections; records each request's path and headers."""
-
-    def __init__(self, script):
-        self.script = list(script)
-        self.paths: list[str] = []
-        self.auth: list[str] = []
-
-    async def handler(self, ws):
-        self.paths.append(ws.request.path)
-        self.auth.append(ws.request.headers.get("Authorization", ""))
-        await self.script.pop(0)(ws)
-
-
-async def drop_after(ws, frames):
-    for frame in frames:
-        await ws.send(frame)
-    await asyncio.sleep(0.05)  # let the frames leave before the socket dies
-    ws.transport.abort()  # no close frame: the client sees 1006
-
-
-async def close_after(ws, frames, code):
-    for frame in frames:
-        await ws.send(frame)
-    await ws.close(code)
-
-
-def resume_script():
-    return [
-        # 1: snapshot at seq 3, events 4..9, then the connection dies.
-        lambda ws: drop_after(ws, [snapshot(3), *(event(s) for s in range(4, 10))]),
-        # 2: replays 8..12 (8 and 9 are duplicates to ignore), then "server restarting".
-        lambda ws: close_after(ws, [event(s) for s in range(8, 13)], 1012),
-        # 3: "too slow": the client must come back with after=12.
-        lambda ws: close_after(ws, [], 4408),
-        # 4: history was trimmed: a reset snapshot at 15, then 16..19 and the terminal event.
-        lambda ws: close_after(ws, [snapshot(15, reset=True), *(event(s) for s in range(16, 20)), terminal(20)], 1000),
-    ]
-
-
-EXPECTED_PATHS = [f"/ws/jobs/{JOB_ID}/", f"/ws/jobs/{JOB_ID}/?after=9", f"/ws/jobs/{JOB_ID}/?after=12",
-                  f"/ws/jobs/{JOB_ID}/?after=12"]
-
-
-async def test_follower_resumes_after_drops_without_gaps_or_duplicates():
-    server = FlakyServer(resume_script())
-    received = []
-    retries = []
-    async with serve(server.handler, "127.0.0.1", 0) as ws_server:
-        port = ws_server.sockets[0].getsockname()[1]
-        follower = JobFollower(
-            ws_url_for(f"http://127.0.0.1:{port}", JOB_ID), "tok",
-            on_message=received.append, on_retry=lambda reason, delay: retries.append(reason),
-            backoff=Backoff(initial=0.05, cap=0.2, give_up_after=30),
-        )
-        final = await asyncio.wait_for(follower.run(), 30)
-    assert final == {"state": "succeeded", "result": {"counted": 20}, "error": None}
-    assert server.paths == EXPECTED_PATHS
-    assert server.auth == ["Bearer tok"] * 4
-    assert [m["seq"] for m in received if m["type"] != "snapshot"] == [*range(4, 13), *range(16, 21)]
-    assert [m["reset"] for m in received if m["type"] == "snapshot"] == [False, True]
-    assert [m["current"] for m in received if m["type"] == "progress"][-1] == 19
-    assert len(retries) == 3 and "1006" in retries[0] and "1012" in retries[1] and "4408" in retries[2]
-
-
-async def test_watch_command_resumes_against_a_flaky_server(tmp_path):
-    server = FlakyServer(resume_script())
-    async with serve(server.handler, "127.0.0.1", 0) as ws_server:
-        port = ws_server.sockets[0].getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("JOBCAST_")}
-        env.update(JOBCAST_URL=f"http://127.0.0.1:{port}", JOBCAST_TOKEN="tok",
-                   JOBCAST_CONFIG=str(tmp_path / "client.json"))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "jobcast.cli.main", "watch", JOB_ID, "--json",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()
-    messages = json_lines(out.decode())
-    assert server.paths == EXPECTED_PATHS
-    seqs = [m["job"]["seq"] if m["type"] == "snapshot" else m["seq"] for m in messages]
-    assert seqs == [3, *range(4, 13), 15, *range(16, 21)]  # the reset snapshot jumps to 15
-    assert len(seqs) == len(set(seqs))
-    stderr = err.decode()
-    assert stderr.count("reconnecting in") == 3 and f"job {JOB_ID} succeeded" in stderr
-
-
-@pytest.mark.parametrize("code, words", [(4404, "not found"), (4401, "not authenticated")])
-async def test_follower_fatal_close_codes(code, words):
-    server = FlakyServer([lambda ws: close_after(ws, [], code)])
-    async with serve(server.handler, "127.0.0.1", 0) as ws_server:
-        port = ws_server.sockets[0].getsockname()[1]
-        follower = JobFollower(ws_url_for(f"http://127.0.0.1:{port}", JOB_ID), "tok", on_message=print)
-        with pytest.raises(FollowError) as caught:
-            await asyncio.wait_for(follower.run(), 10)
-    assert caught.value.exit_code == 2 and words in caught.value.message
-    assert len(server.paths) == 1  # no retry
-
-
-async def test_follower_does_not_retry_its_own_callback_errors():
-    """A broken stdout (`watch | head`) is not a network problem: it ends the follow at once."""
-    server = FlakyServer(resume_script())
-
-    def broken_pipe(message):
-        raise BrokenPipeError(32, "Broken pipe")
-
-    async with serve(server.handler, "127.0.0.1", 0) as ws_server:
-        port = ws_server.sockets[0].getsockname()[1]
-        follower = JobFollower(ws_url_for(f"http://127.0.0.1:{port}", JOB_ID), "tok", on_message=broken_pipe)
-        with pytest.raises(BrokenPipeError):
-            await asyncio.wait_for(follower.run(), 10)
-    assert len(server.paths) == 1
-
-
-async def test_follower_gives_up_after_its_deadline():
-    retries = []
-    follower = JobFollower(
-        ws_url_for(f"http://127.0.0.1:{free_port()}", JOB_ID), "tok", on_message=print,
-        on_retry=lambda reason, delay: retries.append(delay),
-        backoff=Backoff(initial=0.05, cap=0.4, give_up_after=1.0),
-    )
-    with pytest.raises(FollowError) as caught:
-        await asyncio.wait_for(follower.run(), 30)
-    assert caught.value.exit_code == 1 and "gave up" in caught.value.message
-    assert retries and all(0 < d <= 0.4 for d in retries)
-    assert retries[0] <= 0.05
-
-
-def test_backoff_grows_with_jitter_up_to_the_cap_and_resets():
-    backoff = Backoff(initial=0.5, cap=10, give_up_after=1e9)
-    delays = [backoff.next_delay() for _ in range(8)]
-    ceilings = [0.5, 1, 2, 4, 8, 10, 10, 10]
-    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings)), delays
-    backoff.reset()
-    assert backoff.next_delay() <= 0.5
-
-
-def test_ws_url_is_derived_from_the_http_url():
-    assert ws_url_for("http://h:8000", "x") == "ws://h:8000/ws/jobs/x/"
-    assert ws_url_for("https://h/base/", "x") == "wss://h/base/ws/jobs/x/"
-    with pytest.raises(ValueError):
-        ws_url_for("ftp://h", "x")
+def test_new_commands_without_a_server_or_a_token(cli, tmp_path):
+    done = cli.jobcast("list", env=dict(JOBCAST_URL=f"http://127.0.0.1:{free_port()}"))
+    assert done.returncode == 1 and "cannot reach" in done.stderr and "Traceback" not in done.stderr
+    done = cli.jobcast("kinds", env=dict(JOBCAST_CONFIG=str(tmp_path / "none.json")))
+    assert done.returncode == 2 and "jobcast token <username> --create-user --save" in done.stderr

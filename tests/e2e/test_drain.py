@@ -16,7 +16,7 @@ import orjson
 import pytest
 import websockets
 
-from jobcast.cli.follow import Backoff
+from jobcast.client import Backoff
 from jobcast.cli.stack import free_port, port_open
 from tests.e2e.conftest import start_stack
 from tests.support import stop_process, wait_until

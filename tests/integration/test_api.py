@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 JOB_FIELDS = {"id", "kind", "params", "state", "progress", "seq", "result", "error", "attempts",
               "created_at", "started_at", "finished_at"}
-COUNT_DEFAULTS = {"steps": 100, "interval_ms": 0, "fail_at": None}
+COUNT_DEFAULTS = {"steps": 100, "interval_ms": 0, "fail_at": None, "log_every": 0}
 
 
 def submit(client, body=None, **headers):

@@ -202,12 +202,12 @@ def test_a_correct_example_passes():
          "missing the model's field(s) ['message']"),
         (block("jobcast.events.schema.LogEvent", PROGRESS), "LogEvent"),
         (block("jobcast.events.schema.NoSuchModel", PROGRESS), "cannot find the model"),
-        (block("jobcast.web.schemas.ErrorOut", {"detail": "x"}), "missing the model's field(s) ['errors']"),
-        (block("jobcast.web.schemas.ErrorOut", {"detail": "x", "errors": [], "code": 1}),
+        (block("jobcast.events.schema.ErrorOut", {"detail": "x"}), "missing the model's field(s) ['errors']"),
+        (block("jobcast.events.schema.ErrorOut", {"detail": "x", "errors": [], "code": 1}),
          "field(s) the model does not have ['code']"),
-        (block("jobcast.web.schemas.EventsOut", {"events": [{**PROGRESS, "seq": 3.5}], "complete": True}),
+        (block("jobcast.events.schema.EventsOut", {"events": [{**PROGRESS, "seq": 3.5}], "complete": True}),
          "events[0]"),
-        ("<!-- model: jobcast.web.schemas.ErrorOut -->\n```json\n{\"detail\": \"x\", \"errors\": [\n```\n", "not JSON"),
+        ("<!-- model: jobcast.events.schema.ErrorOut -->\n```json\n{\"detail\": \"x\", \"errors\": [\n```\n", "not JSON"),
     ],
     ids=["no-comment", "comment-not-directly-before", "unknown-field", "missing-required", "wrong-type",
          "missing-optional", "wrong-model", "unknown-model", "http-missing", "http-unknown-field", "nested-event",
@@ -258,7 +258,7 @@ def close_code_enum(sources: list[Path]) -> dict[str, int]:
 def close_codes_in_code(root: Path) -> dict[int, set[str]]:
     """Every close code the code base uses, with where: `close(code=N)`, `refuse(N)` and `return N`
     in services/ws/, `CloseCode.NAME` there (resolved through the enum), every member of the
-    CloseCode enum, and the codes the CLI's follower knows (src/jobcast/cli/follow.py)."""
+    CloseCode enum, and the codes the Python client knows (src/jobcast/client/watch.py)."""
     ws_files = sorted((root / "services" / "ws").rglob("*.py"))
     schema = root / "src" / "jobcast" / "events" / "schema.py"
     enum = close_code_enum([p for p in [schema, *ws_files] if p.is_file()])
@@ -278,7 +278,7 @@ def close_codes_in_code(root: Path) -> dict[int, set[str]]:
                 add(enum[match["name"]], where)
     for name, code in enum.items():
         add(code, f"CloseCode.{name}")
-    follow = root / "src" / "jobcast" / "cli" / "follow.py"
+    follow = root / "src" / "jobcast" / "client" / "watch.py"
     if follow.is_file():
         for match in DICT_KEY.finditer(follow.read_text()):
             add(int(match["code"]), str(follow.relative_to(root)))

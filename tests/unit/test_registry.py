@@ -23,7 +23,7 @@ def test_builtin_kinds_are_registered():
 def test_validate_params_fills_defaults():
     kind, params = validate_params("demo.count", {})
     assert kind.name == "demo.count"
-    assert params == {"steps": 100, "interval_ms": 0, "fail_at": None}
+    assert params == {"steps": 100, "interval_ms": 0, "fail_at": None, "log_every": 0}
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
-"""`jobcast submit` and `jobcast watch`: submit a job over HTTP, follow it over WebSocket (docs/cli.md).
+"""The client commands (docs/cli.md): `submit`, `watch`, `list`, `get`, `cancel`, `kinds`.
 
-Exit codes: 0 the job succeeded (or, without --follow, was submitted); 1 the job failed,
-or the server could not be reached; 2 a usage or API error (bad params, not
-authenticated, no such job); 3 the job was cancelled; 130 interrupted with Ctrl-C.
+Thin users of jobcast.client: they parse options, call the client, and print. Exit codes:
+0 done (`watch`/`--follow`: the job succeeded); 1 the job failed, or the server could not
+be reached or answered 5xx; 2 a usage or API error (bad params, not authenticated, no such
+job, a job already finished); 3 the job was cancelled; 130 interrupted with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ import json
 import os
 import sys
 import uuid
+from contextlib import contextmanager
 from datetime import datetime
-from typing import NoReturn
+from typing import Iterator, NoReturn
 
 import click
-import httpx
 
-from jobcast.cli.config import load_client_config
-from jobcast.cli.follow import FollowError, JobFollower, ws_url_for
+from jobcast.client import ApiError, Client, Message, Unreachable, WatchError, ws_url_for
+from jobcast.client.config import load_client_config
+from jobcast.events.schema import JobDocument, StateEvent
+from jobcast.jobs.states import State
 
 EXIT_FOR_STATE = {"succeeded": 0, "failed": 1, "cancelled": 3}
 EXIT_INTERRUPTED = 130
+TOKEN_HINT = "jobcast token <username> --create-user --save"
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -35,9 +39,37 @@ def client_settings() -> tuple[str, str]:
     """The server URL and token; exits with a hint when there is no token."""
     config = load_client_config()
     if not config["token"]:
-        fail("no API token. Create one with `jobcast token <username> --create-user --save` "
-             "(or set JOBCAST_TOKEN).", 2)
+        fail(f"no API token. Create one with `{TOKEN_HINT}` (or set JOBCAST_TOKEN).", 2)
     return config["url"], config["token"]
+
+
+def describe_api_error(error: ApiError) -> str:
+    """The contract's error body ({"detail", "errors"}) as readable lines."""
+    lines = [f"{error.detail} (HTTP {error.status})"]
+    for item in error.errors:
+        if isinstance(item, dict):
+            loc = ".".join(str(part) for part in item.get("loc") or [])
+            lines.append(f"  {loc or '-'}: {item.get('msg', '')}")
+        else:
+            lines.append(f"  {item}")
+    if error.status in (401, 403):
+        lines.append(f"  (is the token right? Create one with `{TOKEN_HINT}`)")
+    if error.status == 429 and error.retry_after is not None:
+        lines.append(f"  (retry after {error.retry_after:g} s)")
+    return "\n".join(lines)
+
+
+@contextmanager
+def api() -> Iterator[Client]:
+    """A client for the configured server; API errors and an unreachable server end the command."""
+    url, token = client_settings()
+    try:
+        with Client(url, token) as client:
+            yield client
+    except ApiError as exc:
+        fail(describe_api_error(exc), 2 if exc.status < 500 else 1)
+    except Unreachable as exc:
+        fail(f"{exc}; is the server running (`jobcast run`)?", 1)
 
 
 def parse_param(text: str) -> tuple[str, object]:
@@ -55,26 +87,20 @@ def parse_param(text: str) -> tuple[str, object]:
         return key, raw
 
 
-def describe_api_error(response: httpx.Response) -> str:
-    """The contract's error body ({"detail", "errors"}) as readable lines."""
+def job_id_argument(job_id: str) -> str:
+    """JOB_ID as a canonical UUID; anything else is "not found" (exit 2), as the server would say."""
     try:
-        body = response.json()
+        return str(uuid.UUID(job_id))
     except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        return f"HTTP {response.status_code} {response.reason_phrase} from {response.request.url}"
-    lines = [f"{body.get('detail') or response.reason_phrase} (HTTP {response.status_code})"]
-    for error in body.get("errors") or []:
-        if isinstance(error, dict):
-            loc = ".".join(str(part) for part in error.get("loc") or [])
-            lines.append(f"  {loc or '-'}: {error.get('msg', '')}")
-        else:
-            lines.append(f"  {error}")
-    if response.status_code in (401, 403):
-        lines.append("  (is the token right? Create one with `jobcast token <username> --create-user --save`)")
-    if response.status_code == 429 and "Retry-After" in response.headers:
-        lines.append(f"  (retry after {response.headers['Retry-After']} s)")
-    return "\n".join(lines)
+        fail(f"not found: {job_id!r} is not a job id (a UUID)", 2)
+
+
+def print_json(model) -> None:
+    sys.stdout.write(model.model_dump_json() + "\n")
+    sys.stdout.flush()  # a script reading the pipe sees each line as it comes
+
+
+# --- watching -----------------------------------------------------------------------------------
 
 
 class JsonView:
@@ -86,9 +112,8 @@ class JsonView:
     def __exit__(self, *exc):
         return False
 
-    def message(self, message: dict) -> None:
-        sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
-        sys.stdout.flush()  # a script reading the pipe sees each event as it comes
+    def message(self, message: Message) -> None:
+        print_json(message)
 
     def note(self, text: str) -> None:
         click.echo(text, err=True)
@@ -124,32 +149,28 @@ class BarView:
 
         self.progress.console.print(Text(text, style=style))  # Text: a job's message is not markup
 
-    def redraw(self, progress: dict | None = None) -> None:
+    def redraw(self, progress=None) -> None:
         if progress is not None:
-            self.label = progress.get("message") or ""
-            self.progress.update(self.task, completed=progress.get("current") or 0, total=progress.get("total") or None)
+            self.label = progress.message or ""
+            self.progress.update(self.task, completed=progress.current or 0, total=progress.total or None)
         # The state shows only when it is news: queued, or over.
         parts = [self.kind, self.label, self.state if self.state != "running" else ""]
         self.progress.update(self.task, description=" · ".join(part for part in parts if part))
 
-    def message(self, message: dict) -> None:
-        kind = message.get("type")
-        if kind == "snapshot":
-            job = message.get("job") or {}
-            self.kind, self.state = job.get("kind", ""), job.get("state", "")
-            if message.get("reset"):
+    def message(self, message: Message) -> None:
+        if message.type == "snapshot":
+            self.kind, self.state = message.job.kind, str(message.job.state)
+            if message.reset:
                 self.print("some events were trimmed from history; showing the job's current state", "yellow")
-            self.redraw(job.get("progress") or {})
-        elif kind == "progress":
+            self.redraw(message.job.progress)
+        elif message.type == "progress":
             self.redraw(message)
-        elif kind == "log":
-            self.print(f"{_clock(message.get('ts'))} {message.get('message', '')}")
-        elif kind == "state":
-            self.state = message.get("state", "")
-            self.print(f"{_clock(message.get('ts'))} state: {self.state}", "bold")
+        elif message.type == "log":
+            self.print(f"{_clock(message.ts)} {message.message}")
+        elif message.type == "state":
+            self.state = str(message.state)
+            self.print(f"{_clock(message.ts)} state: {self.state}", "bold")
             self.redraw()
-        elif kind == "error":
-            self.print(f"server: {message.get('detail', message)}", "red")
 
     def note(self, text: str) -> None:
         self.print(text, "dim")
@@ -165,36 +186,37 @@ def _clock(ts) -> str:
         return "--:--:--"
 
 
-def summarize(job_id: str, final: dict) -> str:
+def summarize(job_id: str, final: StateEvent) -> str:
     """One line: the job's final state and its result or error."""
-    state = final.get("state")
-    if state == "succeeded":
-        detail = f"result: {json.dumps(final.get('result'))}"
-    elif final.get("error"):
-        error = final["error"]
-        detail = f"{error.get('type', 'error')}: {error.get('message', '')}"
+    if final.state == State.SUCCEEDED:
+        detail = f"result: {json.dumps(final.result)}"
+    elif final.error is not None:
+        detail = f"{final.error.type}: {final.error.message}"
     else:
         detail = ""
-    line = f"job {job_id} {state}" + (f" ({detail})" if detail else "")
+    line = f"job {job_id} {final.state}" + (f" ({detail})" if detail else "")
     return line if len(line) <= 500 else line[:497] + "..."
 
 
-def follow(url: str, token: str, job_id: str, *, as_json: bool) -> None:
-    """Follow a job to its end, then exit with the code of its final state."""
+def follow(client: Client, job_id: str, *, as_json: bool) -> NoReturn:
+    """Follow a job to its end with Client.watch, then exit with the code of its final state."""
     try:
-        stream = ws_url_for(url, job_id)
-    except ValueError as exc:
+        ws_url_for(client.url, job_id)
+    except ValueError as exc:  # a server URL that is not http(s)
         fail(str(exc), 2)
     view = JsonView() if as_json else BarView()
-    follower = JobFollower(
-        stream, token, on_message=view.message,
-        on_retry=lambda reason, delay: view.note(f"{reason}; reconnecting in {delay:.1f} s"),
-    )
+
+    async def run() -> StateEvent:
+        watch = client.watch(job_id, on_retry=lambda reason, delay: view.note(f"{reason}; reconnecting in {delay:.1f} s"))
+        async for message in watch:
+            view.message(message)
+        return watch.final
+
     try:
         with view:
-            final = asyncio.run(follower.run())
-    except FollowError as exc:
-        fail(exc.message, exc.exit_code)
+            final = asyncio.run(run())
+    except WatchError as exc:
+        fail(exc.reason, 1 if exc.gave_up else 2)
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and keep Python from complaining at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -203,9 +225,12 @@ def follow(url: str, token: str, job_id: str, *, as_json: bool) -> None:
         # Only the watching stops; the job is the server's and keeps running.
         click.echo(f"stopped watching; job {job_id} goes on (jobcast watch {job_id} to resume)", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(final["state"])
+    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(final.state)
     view.summary(click.style(summarize(job_id, final), fg=colour))
-    sys.exit(EXIT_FOR_STATE.get(final["state"], 1))
+    sys.exit(EXIT_FOR_STATE.get(final.state, 1))
+
+
+# --- the commands -------------------------------------------------------------------------------
 
 
 @click.command()
@@ -218,28 +243,15 @@ def follow(url: str, token: str, job_id: str, *, as_json: bool) -> None:
 def submit(kind, params, follow_job, as_json, idempotency_key):
     """Submit a job of KIND; print its id (or, with --follow, follow it)."""
     parsed = dict(parse_param(text) for text in params)
-    url, token = client_settings()
-    headers = {"Authorization": f"Bearer {token}"}
-    if idempotency_key is not None:
-        headers["Idempotency-Key"] = idempotency_key
-    try:
-        response = httpx.post(f"{url}/api/jobs/", json={"kind": kind, "params": parsed}, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach {url} ({type(exc).__name__}: {exc}); is the server running (`jobcast run`)?", 1)
-    if response.status_code >= 400:
-        fail(describe_api_error(response), 2 if response.status_code < 500 else 1)
-    try:
-        job = response.json()
-        job_id = job["id"]
-    except (ValueError, KeyError, TypeError):
-        fail(f"unexpected answer from {url}: HTTP {response.status_code}", 1)
-    if response.status_code == 200:
-        click.echo(f"job {job_id} already submitted with this idempotency key", err=True)
-    if not follow_job:
-        click.echo(job_id)
-        return
-    click.echo(f"submitted {job.get('kind', kind)} job {job_id}", err=True)
-    follow(url, token, job_id, as_json=as_json)
+    with api() as client:
+        job = client.submit(kind, parsed, idempotency_key=idempotency_key)
+        if not job.created:
+            click.echo(f"job {job.id} already submitted with this idempotency key", err=True)
+        if not follow_job:
+            click.echo(job.id)
+            return
+        click.echo(f"submitted {job.kind} job {job.id}", err=True)
+        follow(client, job.id, as_json=as_json)
 
 
 @click.command()
@@ -247,9 +259,117 @@ def submit(kind, params, follow_job, as_json, idempotency_key):
 @click.option("--json", "as_json", is_flag=True, help="Print each message as a JSON line instead of the bar.")
 def watch(job_id, as_json):
     """Follow job JOB_ID live until it ends; exit 0 succeeded, 1 failed, 3 cancelled."""
-    try:
-        job_id = str(uuid.UUID(job_id))
-    except ValueError:
-        fail(f"not found: {job_id!r} is not a job id (a UUID)", 2)
-    url, token = client_settings()
-    follow(url, token, job_id, as_json=as_json)
+    job_id = job_id_argument(job_id)
+    with api() as client:
+        follow(client, job_id, as_json=as_json)
+
+
+def _percent(job: JobDocument) -> str:
+    if job.progress.percent is not None:
+        return f"{job.progress.percent:.0f}%"
+    return f"{job.progress.current:g}" if job.progress.current else "-"
+
+
+@click.command("list")
+@click.option("--state", type=click.Choice([s.value for s in State]), help="Only jobs in this state.")
+@click.option("--limit", "-n", type=click.IntRange(1), default=20, show_default=True, help="At most this many jobs.")
+@click.option("--json", "as_json", is_flag=True, help="One job document per line, as JSON.")
+def list_jobs(state, limit, as_json):
+    """List my jobs, newest first."""
+    with api() as client:
+        jobs = client.jobs(state=state, limit=limit)
+        if as_json:
+            for job in jobs:
+                print_json(job)
+            return
+        rows = [(job.id, job.kind, str(job.state), _percent(job), job.created_at[:19].replace("T", " "))
+                for job in jobs]
+    if not rows:
+        click.echo("no jobs" + (f" {state}" if state else ""), err=True)
+        return
+    header = ("ID", "KIND", "STATE", "PROGRESS", "CREATED (UTC)")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def show_job(job: JobDocument) -> None:
+    """A job document for people: one field a line."""
+    progress = job.progress
+    if progress.total is not None:
+        shown = f"{progress.current:g}/{progress.total:g} ({progress.percent:g}%)"
+    else:
+        shown = f"{progress.current:g}"
+    fields = [
+        ("id", job.id), ("kind", job.kind), ("state", str(job.state)),
+        ("progress", shown + (f" {progress.message}" if progress.message else "")),
+        ("params", json.dumps(job.params)), ("attempts", job.attempts), ("seq", job.seq),
+        ("created", job.created_at), ("started", job.started_at or "-"), ("finished", job.finished_at or "-"),
+    ]
+    if job.state == State.SUCCEEDED:
+        fields.append(("result", json.dumps(job.result)))
+    if job.error is not None:
+        fields.append(("error", f"{job.error.type}: {job.error.message}"))
+    for name, value in fields:
+        click.echo(f"{name + ':':10} {value}")
+
+
+@click.command("get")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="The job document as JSON.")
+def get_job(job_id, as_json):
+    """Show job JOB_ID: state, progress, result or error."""
+    job_id = job_id_argument(job_id)
+    with api() as client:
+        job = client.get(job_id)
+    print_json(job) if as_json else show_job(job)
+
+
+@click.command("cancel")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="The job document as JSON.")
+def cancel_job(job_id, as_json):
+    """Cancel job JOB_ID (a running job stops at its next progress or check)."""
+    job_id = job_id_argument(job_id)
+    with api() as client:
+        job = client.cancel(job_id)
+    if as_json:
+        print_json(job)
+    elif job.state == State.CANCELLED:
+        click.echo(f"job {job.id} cancelled")
+    else:
+        click.echo(f"job {job.id} is {job.state}: asked to stop (`jobcast watch {job.id}` shows when it does)")
+
+
+def describe_param(name: str, schema: dict, required: bool) -> str:
+    """One parameter of a kind's params JSON Schema, for people."""
+    types = [option.get("type") for option in schema.get("anyOf", [])] or [schema.get("type", "any")]
+    words = ["|".join(str(t) for t in types if t)]
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None or high is not None:
+        words.append(f"{'' if low is None else low}..{'' if high is None else high}")
+    if "minLength" in schema or "minItems" in schema:
+        words.append(f"at least {schema.get('minLength', schema.get('minItems'))}")
+    if required:
+        words.append("required")
+    elif "default" in schema:
+        words.append(f"default {json.dumps(schema['default'])}")
+    text = f"  {name:14} {', '.join(words)}"
+    return text + (f"  {schema['description']}" if schema.get("description") else "")
+
+
+@click.command("kinds")
+@click.option("--json", "as_json", is_flag=True, help="One kind per line, as JSON (with its params' JSON Schema).")
+def kinds(as_json):
+    """List the job kinds the server runs, with their parameters."""
+    with api() as client:
+        found = client.kinds()
+    for kind in found:
+        if as_json:
+            print_json(kind)
+            continue
+        click.echo(f"{kind.name}  {kind.title}" if kind.title != kind.name else kind.name)
+        schema = kind.params_schema
+        required = set(schema.get("required", []))
+        for name, prop in (schema.get("properties") or {}).items():
+            click.echo(describe_param(name, prop, name in required))

@@ -1,4 +1,4 @@
-"""`jobcast`: run the tiers, manage Django, create tokens, submit and watch jobs."""
+"""`jobcast`: run the tiers, manage Django, create tokens; submit, watch, list, show and cancel jobs."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def token(username, create_user, save, url):
     except get_user_model().DoesNotExist:
         raise click.ClickException(f"no user {username!r}; pass --create-user to create it")
     if save:
-        from jobcast.cli.config import save_client_config
+        from jobcast.client.config import save_client_config
 
         path = save_client_config(url=url, token=raw)
         click.echo(f"saved to {path}", err=True)
@@ -50,7 +50,7 @@ def token(username, create_user, save, url):
 
 
 def _register_subcommands() -> None:
-    from jobcast.cli.client import submit, watch
+    from jobcast.cli.client import cancel_job, get_job, kinds, list_jobs, submit, watch
     from jobcast.cli.nginx import nginx_config
     from jobcast.cli.run import run
 
@@ -58,6 +58,10 @@ def _register_subcommands() -> None:
     cli.add_command(nginx_config)
     cli.add_command(submit)
     cli.add_command(watch)
+    cli.add_command(list_jobs)
+    cli.add_command(get_job)
+    cli.add_command(cancel_job)
+    cli.add_command(kinds)
 
 
 _register_subcommands()

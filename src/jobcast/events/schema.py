@@ -1,7 +1,8 @@
-"""The wire format, typed once (docs/protocol.md): the job document and every WebSocket message.
+"""The wire format, typed once (docs/protocol.md): the job document, every WebSocket message and HTTP answer.
 
 The REST responses, the snapshot message and the stored history all use these models: the
-worker builds events from them, the web and ws tiers send them, clients parse them.
+worker builds events from them, the web and ws tiers send them, clients (jobcast.client)
+parse them.
 `JobDocument.apply` is how a client folds events into the document it holds, so "a
 snapshot at seq N plus the events after N" gives the same document as a fresh snapshot —
 all but `attempts`, which no event of the contract carries
@@ -104,9 +105,9 @@ Event = ProgressEvent | LogEvent | StateEvent
 _EVENT: TypeAdapter[Event] = TypeAdapter(Annotated[Event, Field(discriminator="type")])
 
 
-def parse_event(text: str | bytes) -> Event:
-    """An event from its JSON (as sent on the socket or stored in history)."""
-    return _EVENT.validate_json(text)
+def parse_event(data: str | bytes | dict) -> Event:
+    """An event from its JSON (as sent on the socket or stored in history), or from that JSON parsed."""
+    return _EVENT.validate_python(data) if isinstance(data, dict) else _EVENT.validate_json(data)
 
 
 class JobDocument(BaseModel):
@@ -161,6 +162,12 @@ class ErrorMessage(BaseModel):
     detail: str
 
 
+class StaffSnapshotMessage(SnapshotMessage):
+    """A snapshot on the staff stream (`/ws/jobs/?all=1`): the job and its owner's username."""
+
+    owner: str
+
+
 class CancelRequest(BaseModel):
     """The only message a client may send."""
 
@@ -179,5 +186,45 @@ class CloseCode(IntEnum):
     OVERLOADED = 1013  # this ws process is full: reconnect later, with backoff
     NOT_AUTHENTICATED = 4401  # no valid credentials: stop
     NOT_FOUND = 4404  # no such job, or not yours: stop
+    FORBIDDEN = 4403  # the stream is for staff users only: stop
     TOO_SLOW = 4408  # the reader fell too far behind: reconnect with `after`
     TOO_MANY_CONNECTIONS = 4429  # this user has too many sockets here: reconnect later, with backoff
+
+
+# -- HTTP answers (the API's OpenAPI document at /api/schema/ is made from these) ------------
+
+
+class JobPage(BaseModel):
+    """A page of `GET /api/jobs/`, newest first; `next` is the cursor of the next page."""
+
+    items: list[JobDocument]
+    next: str | None
+
+
+class EventsOut(BaseModel):
+    """`GET /api/jobs/{id}/events/`: stored events as sent on the sockets (parse_event reads each)."""
+
+    events: list[dict[str, Any]]
+    complete: bool
+
+
+class KindOut(BaseModel):
+    """A registered kind: its name, a human title and the JSON Schema of its params."""
+
+    name: str
+    title: str
+    params_schema: dict[str, Any]
+
+
+class TicketOut(BaseModel):
+    """A single-use WebSocket ticket, valid `expires_in` seconds."""
+
+    ticket: str
+    expires_in: int
+
+
+class ErrorOut(BaseModel):
+    """Every HTTP error's body: `errors` lists field errors ({loc, msg, type}) on a 400."""
+
+    detail: str
+    errors: list[Any] = []

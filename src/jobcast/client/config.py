@@ -1,4 +1,4 @@
-"""The client commands' settings: server URL and token from the environment or a config file.
+"""The client's settings: server URL and token from the environment or a config file.
 
 Order: JOBCAST_URL / JOBCAST_TOKEN, then the file (JOBCAST_CONFIG, default
 ~/.config/jobcast/client.json, written by `jobcast token --save`), then the default URL.
