@@ -1,4 +1,5 @@
-"""WebSocket consumers: one job's events (`/ws/jobs/{id}/`) and all of a user's (`/ws/jobs/`).
+"""WebSocket consumers: one job's events (`/ws/jobs/{id}/`), all of a user's (`/ws/jobs/`), and
+every user's for staff (`/ws/jobs/?all=1`).
 
 The delivery rule (docs/protocol.md): join the group first, then read the snapshot or
 history, then send live events with seq > the last one sent. Which event to send, skip or
@@ -17,12 +18,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from pydantic import ValidationError
 
 from jobcast.errors import ApiError
-from jobcast.events.groups import job_group, user_group
+from jobcast.events.groups import ALL_JOBS_GROUP, job_group, user_group
 from jobcast.events.history import StoredEvent, read_history_async, read_live_async
-from jobcast.events.schema import CancelRequest, CloseCode, ErrorMessage, SnapshotMessage
+from jobcast.events.schema import CancelRequest, CloseCode, ErrorMessage, SnapshotMessage, StaffSnapshotMessage
 from jobcast.jobs.documents import job_document
 from jobcast.jobs.models import Job
-from jobcast.jobs.selectors import job_get_for_user, jobs_active_for_user
+from jobcast.jobs.selectors import job_get_for_user, jobs_active_all, jobs_active_for_user
 from jobcast.jobs.services import job_request_cancel
 from jobcast.jobs.states import is_terminal
 from jobcast.metrics import event_latency, ws_messages_sent, ws_slow_reader_closes
@@ -277,20 +278,34 @@ class JobConsumer(_JobcastConsumer):
 
 
 class UserJobsConsumer(_JobcastConsumer):
-    """`/ws/jobs/`: live events of all the user's jobs; a snapshot per active job on connect."""
+    """`/ws/jobs/`: live events of all the user's jobs; a snapshot per active job on connect.
+
+    With `?all=1` (staff users only, else 4403): every user's jobs, the snapshots carrying
+    the owner's username (StaffSnapshotMessage); the group is `jobs.all`.
+    """
 
     async def connect(self):
         if not await self.admit():
             return
+        staff_stream = query_params(self.scope).get("all") == "1"
+        if staff_stream and not self.user.is_staff:
+            await self.refuse(CloseCode.FORBIDDEN)
+            return
         await self.accept()
         self.last_seqs: dict[str, int] = {}  # per active job: the last seq sent (no replay here)
-        await self.join(user_group(self.user.id))
-        jobs = await database_sync_to_async(jobs_active_for_user)(self.user.id)
+        if staff_stream:
+            await self.join(ALL_JOBS_GROUP)
+            jobs = await database_sync_to_async(jobs_active_all)()
+        else:
+            await self.join(user_group(self.user.id))
+            jobs = await database_sync_to_async(jobs_active_for_user)(self.user.id)
         redis = get_async_redis()
         for job in jobs:
             document = job_document(job, await read_live_async(redis, job.id))
             self.last_seqs[document.id] = document.seq
-            await self.send_text(SnapshotMessage(job=document).model_dump_json(), "snapshot")
+            snapshot = (StaffSnapshotMessage(job=document, owner=job.owner.get_username()) if staff_stream
+                        else SnapshotMessage(job=document))
+            await self.send_text(snapshot.model_dump_json(), "snapshot")
 
     async def job_event(self, message):
         job_id = message["job_id"]

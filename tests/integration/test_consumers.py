@@ -24,11 +24,12 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import HttpCommunicator, WebsocketCommunicator
 from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
 from django.test import Client
 from uvicorn.protocols.utils import ClientDisconnected
 
 from jobcast.accounts.services import ticket_create, token_create
-from jobcast.events.groups import job_group, user_group
+from jobcast.events.groups import ALL_JOBS_GROUP, job_group, user_group
 from tests.support import publish as publish_now
 from jobcast.events.schema import LogEvent, ProgressEvent, StateEvent
 from jobcast.jobs.models import Job
@@ -985,3 +986,57 @@ async def test_metrics_endpoint(db):
     assert response["status"] == 200 and b"jobcast_ws_connections" in response["body"]
 
 
+
+
+# --- /ws/jobs/?all=1 (staff) ------------------------------------------------------------------
+
+async def test_the_staff_stream_shows_every_users_jobs_with_their_owners(user, other_user, redis):
+    staff = await database_sync_to_async(get_user_model().objects.create_user)("carol", is_staff=True)
+    staff_token = await database_sync_to_async(token_create)(staff.username)
+    alices = await make_job(user, "running")
+    await publish_progress(alices, 2)
+    bobs = await make_job(other_user)
+    await make_job(other_user, "succeeded")
+    ws = await connect("/ws/jobs/?all=1", bearer(staff_token))
+    snapshots = [await receive(ws), await receive(ws)]
+    assert [(s["job"]["id"], s["owner"]) for s in snapshots] == [(str(alices.id), "alice"), (str(bobs.id), "bob")]
+    assert snapshots[0]["job"]["seq"] == 2 and snapshots[0]["job"]["progress"]["current"] == 1
+    assert await ws.receive_nothing(timeout=0.2)
+
+    # Live events of anyone's job, and a new job's snapshot with its owner.
+    await publish(bobs, progress(bobs, 5))
+    event = await receive(ws)
+    assert (event["job_id"], event["seq"], event["current"]) == (str(bobs.id), 1, 5)
+    new, _ = await database_sync_to_async(job_submit)(other_user, "demo.count", {"steps": 3})
+    announced = await receive(ws)
+    assert announced["type"] == "snapshot" and announced["owner"] == "bob" and announced["job"]["id"] == str(new.id)
+    await finish_job(alices, "succeeded", result={"counted": 10})
+    assert (await receive(ws))["state"] == "succeeded"
+    assert await ws.receive_nothing(timeout=0.2)  # the stream stays open
+    await ws.disconnect()
+    assert group_members(ALL_JOBS_GROUP) == []
+    assert await subscribed_processes(redis, ALL_JOBS_GROUP) == 0
+
+
+async def test_the_staff_stream_is_refused_with_4403_to_other_users(user, token):
+    job = await make_job(user, "running")
+    ws = await connect("/ws/jobs/?all=1", bearer(token))
+    assert await closed_with(ws) == 4403
+    # ?all with another value is the user's own stream, as before.
+    ws = await connect("/ws/jobs/?all=0", bearer(token))
+    assert (await receive(ws))["job"]["id"] == str(job.id)
+    await ws.disconnect()
+    # No credential is still 4401, before the staff check.
+    ws = await connect("/ws/jobs/?all=1")
+    assert await closed_with(ws) == 4401
+    assert group_members(ALL_JOBS_GROUP) == []
+
+
+async def test_the_staff_stream_does_not_reach_a_users_own_stream(user, other_user, token):
+    """A user's /ws/jobs/ gets only their jobs, although every event is published to jobs.all too."""
+    theirs = await make_job(other_user, "running")
+    ws = await connect("/ws/jobs/", bearer(token))
+    await publish(theirs, progress(theirs, 1))
+    await database_sync_to_async(job_submit)(other_user, "demo.count", {"steps": 3})
+    assert await ws.receive_nothing(timeout=0.3)
+    await ws.disconnect()

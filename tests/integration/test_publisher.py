@@ -7,11 +7,12 @@ import time
 import uuid
 
 import orjson
+import pytest
 from channels.layers import get_channel_layer
 
-from jobcast.events.groups import job_group, user_group
+from jobcast.events.groups import ALL_JOBS_GROUP, job_group, user_group
 from jobcast.events.history import read_history, read_live
-from jobcast.events.publisher import notify_user_snapshot
+from jobcast.events.publisher import notify_new_job
 from tests.support import publish
 from jobcast.events.schema import JobDocument, LogEvent, Progress, ProgressEvent, StateEvent
 
@@ -84,16 +85,18 @@ async def test_the_stock_channels_redis_pubsub_layer_receives_published_events(r
 
     layer = RedisPubSubChannelLayer(hosts=[redis_server.url])
     job_id = str(uuid.uuid4())
-    watcher_a, watcher_b, owner_stream = [await layer.new_channel() for _ in range(3)]
+    watcher_a, watcher_b, owner_stream, staff_stream, other_owner = [await layer.new_channel() for _ in range(5)]
     await layer.group_add(job_group(job_id), watcher_a)
     await layer.group_add(job_group(job_id), watcher_b)
     await layer.group_add(user_group(7), owner_stream)
+    await layer.group_add(ALL_JOBS_GROUP, staff_stream)
+    await layer.group_add(user_group(8), other_owner)
     await asyncio.sleep(0.2)  # the stock layer does not wait for its SUBSCRIBE to be confirmed
 
     published = await asyncio.to_thread(publish, progress(job_id, 1), 7)
-    assert published.seq == 1 and published.receivers == 2  # one process, in both groups
+    assert published.seq == 1 and published.receivers == 3  # one process, in the three groups
 
-    for channel in (watcher_a, watcher_b, owner_stream):
+    for channel in (watcher_a, watcher_b, owner_stream, staff_stream):
         message = await asyncio.wait_for(layer.receive(channel), 5)
         assert message["type"] == "job.event"
         assert message["seq"] == 1 and message["job_id"] == job_id and message["event"] == "progress"
@@ -101,10 +104,18 @@ async def test_the_stock_channels_redis_pubsub_layer_receives_published_events(r
 
     document = JobDocument(id=job_id, kind="demo.count", params={}, state="queued", progress=Progress(), seq=0,
                            attempts=0, created_at="2026-01-01T00:00:00Z")
-    await asyncio.to_thread(notify_user_snapshot, 7, document)
+    await asyncio.to_thread(notify_new_job, 7, "alice", document)
     message = await asyncio.wait_for(layer.receive(owner_stream), 5)
     assert message["type"] == "job.snapshot" and message["terminal"] is False
     assert orjson.loads(message["text"]) == {"type": "snapshot", "job": document.model_dump(mode="json"), "reset": False}
+    # The staff stream gets the same snapshot with the owner's username.
+    message = await asyncio.wait_for(layer.receive(staff_stream), 5)
+    assert message["type"] == "job.snapshot"
+    assert orjson.loads(message["text"]) == {
+        "type": "snapshot", "job": document.model_dump(mode="json"), "reset": False, "owner": "alice"}
+    # Another user's stream got nothing of this job.
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(layer.receive(other_owner), 0.3)
     await layer.flush()
 
 

@@ -13,6 +13,10 @@ def user_group(user_id) -> str:
     return f"user.{user_id}"
 
 
+ALL_JOBS_GROUP = "jobs.all"
+"""The group of the staff stream (`/ws/jobs/?all=1`): every job's events and new-job snapshots."""
+
+
 def seq_key(job_id) -> str:
     """Counter holding the job's latest seq."""
     return f"jobcast:job:{job_id}:seq"

@@ -4,7 +4,7 @@
 events. Each publish assigns the events' seqs, appends them to the job's history, updates
 the live snapshot and sends them to the job's and owner's groups, in one Redis round trip
 on the process's persistent connection: no event loop, no new connection, one JSON encode
-per event. It is not for use inside a database transaction (a rolled-back change would
+per event. The groups are the job's, its owner's and the staff stream's (`jobs.all`). It is not for use inside a database transaction (a rolled-back change would
 have been announced): the lifecycle services publish after their row writes commit.
 """
 
@@ -16,8 +16,8 @@ from typing import Callable, NamedTuple, Sequence
 from django.conf import settings
 from redis.commands.core import Script
 
-from jobcast.events.groups import history_key, job_group, live_key, seq_key, user_group
-from jobcast.events.schema import Event, JobDocument, ProgressEvent, SnapshotMessage, StateEvent
+from jobcast.events.groups import ALL_JOBS_GROUP, history_key, job_group, live_key, seq_key, user_group
+from jobcast.events.schema import Event, JobDocument, ProgressEvent, SnapshotMessage, StaffSnapshotMessage, StateEvent
 from jobcast.metrics import events_published
 from jobcast.redis_client import get_redis
 
@@ -29,7 +29,7 @@ PUBLISH_LUA = (Path(__file__).with_name("publish.lua")).read_text()
 
 class Published(NamedTuple):
     seq: int
-    receivers: int  # ws processes that had a socket in the job's or the owner's group
+    receivers: int  # ws processes that had a socket in one of the groups (a process counts once per group)
 
 
 def _group_channel(group: str) -> str:
@@ -38,10 +38,9 @@ def _group_channel(group: str) -> str:
     return f"{prefix}__group__{group}"
 
 
-def _run_script(job_id, owner_id, entries: Sequence[tuple[str, str, float, bool]], ttl: int, seq_floor: int) -> Published:
-    """Run publish.lua for (type, JSON without seq, ts, terminal) entries of one job."""
-    snapshot = entries[0][0] == "snapshot"
-    groups = [user_group(owner_id)] if snapshot else [job_group(job_id), user_group(owner_id)]
+def _run_script(job_id, groups: list[str], entries: Sequence[tuple[str, str, float, bool]], ttl: int,
+                seq_floor: int) -> Published:
+    """Run publish.lua for (type, JSON without seq, ts, terminal) entries of one job, sent to `groups`."""
     args = [settings.JOBCAST["HISTORY_MAXLEN"], ttl, str(job_id), int(seq_floor), len(groups)]
     args += [_group_channel(group) for group in groups]
     for event_type, text, ts, terminal in entries:
@@ -75,6 +74,7 @@ class JobPublisher:
         self.owner_id = owner_id
         self.seq = seq
         self.latest_progress: ProgressEvent | None = None  # the last progress event published
+        self._groups = [job_group(self.job_id), user_group(owner_id), ALL_JOBS_GROUP]
         self._after_publish = after_publish
 
     def publish(self, events: Sequence[Event]) -> Published:
@@ -89,7 +89,7 @@ class JobPublisher:
                 self.latest_progress = event
         # A finished job's keys expire JOBCAST_HISTORY_TTL after its terminal event.
         ttl = settings.JOBCAST["HISTORY_TTL"] if terminal else max(LIVE_KEY_TTL, settings.JOBCAST["HISTORY_TTL"])
-        published = _run_script(self.job_id, self.owner_id, entries, ttl, self.seq)
+        published = _run_script(self.job_id, self._groups, entries, ttl, self.seq)
         self.seq = published.seq
         for event in events:
             events_published.labels(event.type).inc()
@@ -102,10 +102,12 @@ class JobPublisher:
         return self.publish([event])
 
 
-def notify_user_snapshot(owner_id, document: JobDocument) -> None:
-    """Show the owner's all-jobs streams a job that has no event yet (e.g. just queued).
+def notify_new_job(owner_id, owner_name: str, document: JobDocument) -> None:
+    """Show a job that has no event yet (just queued) on its owner's all-jobs streams and the staff stream.
 
-    The snapshot goes to the owner's group only (the job's group joins later) and takes no seq.
+    The snapshot goes to the owner's group and, with the owner's username, to `jobs.all`
+    (not to the job's group, whose sockets read their own snapshot); it takes no seq.
     """
-    text = SnapshotMessage(job=document).model_dump_json()
-    _run_script(document.id, owner_id, [("snapshot", text, 0.0, False)], 0, 0)
+    for group, message in ((user_group(owner_id), SnapshotMessage(job=document)),
+                           (ALL_JOBS_GROUP, StaffSnapshotMessage(job=document, owner=owner_name))):
+        _run_script(document.id, [group], [("snapshot", message.model_dump_json(), 0.0, False)], 0, 0)

@@ -59,3 +59,13 @@ def job_list_for_user(user, *, state: str | None = None, limit: int = 20, cursor
 def jobs_active_for_user(user_id) -> list[Job]:
     """The user's queued and running jobs (for the all-jobs stream's opening snapshots)."""
     return list(Job.objects.filter(owner_id=user_id, state__in=[State.QUEUED, State.RUNNING]).order_by("created_at"))
+
+
+# The staff stream's opening snapshots and the all-jobs page show at most this many active jobs.
+ALL_ACTIVE_LIMIT = 500
+
+
+def jobs_active_all(limit: int = ALL_ACTIVE_LIMIT) -> list[Job]:
+    """Every user's queued and running jobs, oldest first, owners loaded (for staff views only)."""
+    return list(Job.objects.filter(state__in=[State.QUEUED, State.RUNNING])
+                .select_related("owner").order_by("created_at", "id")[:limit])

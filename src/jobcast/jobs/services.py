@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from jobcast.errors import ApiError, Conflict, NotFound
 from jobcast.events.groups import cancel_key, submit_rate_key
-from jobcast.events.publisher import JobPublisher, notify_user_snapshot
+from jobcast.events.publisher import JobPublisher, notify_new_job
 from jobcast.events.schema import JobError, LogEvent, StateEvent
 from jobcast.jobs.documents import job_document
 from jobcast.jobs.models import Job
@@ -89,7 +89,7 @@ def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> t
             job = Job.objects.create(
                 owner_id=user.id, kind=kind_obj.name, params=clean_params, idempotency_key=idempotency_key or None
             )
-            transaction.on_commit(lambda: _announce_and_enqueue(job))
+            transaction.on_commit(lambda: _announce_and_enqueue(job, user.get_username()))
     except IntegrityError:
         # Two requests with the same key raced; the other one created the job.
         existing = Job.objects.filter(owner_id=user.id, idempotency_key=idempotency_key).first()
@@ -99,11 +99,11 @@ def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> t
     return job, True
 
 
-def _announce_and_enqueue(job: Job) -> None:
-    """Show the new job on its owner's all-jobs streams, then queue it for a worker."""
+def _announce_and_enqueue(job: Job, owner_name: str) -> None:
+    """Show the new job on its owner's all-jobs streams and the staff stream, then queue it for a worker."""
     # The snapshot first: a fast worker's `running` event must not reach the owner's
     # streams before the job itself does.
-    notify_user_snapshot(job.owner_id, job_document(job))
+    notify_new_job(job.owner_id, owner_name, job_document(job))
     enqueue_job(job.id)
 
 
