@@ -1,21 +1,17 @@
-"""Non-API views of the web tier: the front page and JSON error pages."""
+"""The front page and the JSON error pages of the web tier (the other pages: jobcast.web.pages)."""
 
 from __future__ import annotations
 
-from django.http import HttpResponse
+from django.shortcuts import redirect, render
 
 from jobcast.errors import error_response
 
-INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>jobcast</title></head>
-<body><h1>jobcast</h1><p>Background jobs with live progress.</p>
-<ul><li><a href="/accounts/login/">Log in</a> (a browser session for /api/ and /ws/)</li>
-<li><a href="/api/docs/">API documentation</a></li><li><a href="/api/schema/">OpenAPI schema</a></li></ul>
-</body></html>"""
-
 
 def index(request):
-    """The front page."""
-    return HttpResponse(INDEX)
+    """The front page: a signed-in user goes to their jobs; others see what jobcast is and how to sign in."""
+    if request.user.is_authenticated:
+        return redirect("jobs")
+    return render(request, "jobcast/index.html")
 
 
 def not_found(request, exception=None):

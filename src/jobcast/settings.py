@@ -4,6 +4,7 @@ Production strictness is a system check (jobcast.checks), not a second settings 
 """
 
 import secrets
+from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
@@ -36,9 +37,13 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = False
 
 INSTALLED_APPS = [
+    # The admin without autodiscovery: the web tier registers its admins (jobcast.web.admin),
+    # so the ws and worker processes load no admin code of jobcast's.
+    "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
     "ninja",  # its API docs page then uses the collected static files, not a CDN
@@ -58,18 +63,27 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
 ROOT_URLCONF = "jobcast.web.urls"
 WSGI_APPLICATION = "jobcast.web.wsgi.application"
 ASGI_APPLICATION = "jobcast.ws.asgi.application"
 
+# The web tier's pages and static files (templates/, static/ in services/web, installed as
+# jobcast.web). Found without importing the tier: settings are the core's, and every tier loads them.
+WEB_TIER_DIR = Path(find_spec("jobcast.web").submodule_search_locations[0])
+
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [WEB_TIER_DIR / "templates"],
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {"context_processors": [
+            "django.template.context_processors.request",
+            "django.contrib.auth.context_processors.auth",
+            "django.contrib.messages.context_processors.messages",
+        ]},
     }
 ]
 
@@ -113,6 +127,8 @@ USE_I18N = False
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
+# jobcast.js, the pages' script and style: served by the front door from STATIC_ROOT after collectstatic.
+STATICFILES_DIRS = [WEB_TIER_DIR / "static"]
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.jobcast_max_body_bytes
 

@@ -245,6 +245,14 @@ def test_the_wheel_has_every_package_and_data_file_the_code_reads(built_wheel):
         assert f"{package.replace('.', '/')}/__init__.py" in names, package
     assert "jobcast/events/publish.lua" in names  # publisher.py reads it next to itself
     assert "jobcast/ws/server.py" in names and "jobcast/web/gunicorn_conf.py" in names
+    # The web tier's pages and static files (settings find them next to jobcast/web/).
+    assert {"jobcast/web/static/jobcast/jobcast.js", "jobcast/web/static/jobcast/pages.js",
+            "jobcast/web/static/jobcast/jobcast.css", "jobcast/web/templates/jobcast/base.html",
+            "jobcast/web/templates/jobcast/job.html", "jobcast/web/templates/registration/login.html"} <= names
+    folder = REPO / "services" / "web"
+    shipped = {str(path.relative_to(folder)) for path in [*folder.glob("templates/**/*"), *folder.glob("static/**/*")]
+               if path.is_file()}
+    assert {name for name in shipped if f"jobcast/web/{name}" not in names} == set()
     # Every package-data pattern matches a file in the wheel (none is left over from old layouts).
     for package, patterns in config.get("package-data", {}).items():
         folder = package.replace(".", "/")
