@@ -81,7 +81,7 @@ function newRow(job, owner) {
   const cells = [
     `<td data-label="Job"><a></a><br><code class="muted"></code></td>`,
     staff ? `<td data-label="Owner" data-owner></td>` : "",
-    `<td data-label="State"><span class="state" data-state></span></td>`,
+    `<td data-label="State"><span class="state" data-state-badge></span></td>`,
     `<td class="progress" data-label="Progress"><div class="progress-line"><div class="bar" role="progressbar" data-bar aria-valuemin="0" aria-valuemax="100"><div class="bar-fill"></div></div><span class="percent" data-percent></span></div><span class="muted" data-message></span></td>`,
     staff ? `<td data-label="Waiting / running"><span data-duration></span></td>` : `<td data-label="Created"><time data-created></time></td>`,
   ];
@@ -103,7 +103,7 @@ function newRow(job, owner) {
 }
 
 function updateRow(row, job) {
-  renderState($("[data-state]", row), job.state);
+  renderState($("[data-state-badge]", row), job.state);
   renderBar($("[data-bar]", row), job);
   const percent = job.progress.percent;
   $("[data-percent]", row).textContent = percent === null || percent === undefined ? "" : `${formatNumber(percent)}%`;
@@ -112,22 +112,25 @@ function updateRow(row, job) {
   if (duration) {
     duration.dataset.startedAt = job.started_at || "";
     duration.dataset.finished = isTerminal(job.state) ? "1" : "";
+    renderDuration(duration);
   }
   const created = $("[data-created]", row);
   if (created) created.textContent = new Date(created.getAttribute("datetime")).toLocaleString();
 }
 
+function renderDuration(element, now = Date.now()) {
+  if (element.dataset.finished) {
+    element.textContent = "ended";
+    return;
+  }
+  const started = element.dataset.startedAt ? Date.parse(element.dataset.startedAt) : null;
+  const since = started ?? Date.parse(element.dataset.createdAt);
+  element.textContent = `${started ? "running" : "queued"} ${formatDuration((now - since) / 1000)}`;
+}
+
 function tickDurations() {
   const now = Date.now();
-  for (const element of $$("[data-duration]")) {
-    if (element.dataset.finished) {
-      element.textContent = "ended";
-      continue;
-    }
-    const started = element.dataset.startedAt ? Date.parse(element.dataset.startedAt) : null;
-    const since = started ?? Date.parse(element.dataset.createdAt);
-    element.textContent = `${started ? "running" : "queued"} ${formatDuration((now - since) / 1000)}`;
-  }
+  for (const element of $$("[data-duration]")) renderDuration(element, now);
 }
 
 // --- the jobs pages ---------------------------------------------------------------------------
@@ -229,7 +232,10 @@ function jobPage() {
     const time = document.createElement("time");
     time.dataset.ts = event.ts;
     time.textContent = localTime(new Date(event.ts * 1000));
-    item.append(time, event.message);
+    const line = document.createElement("span");
+    line.dataset.line = "";
+    line.textContent = event.message;
+    item.append(time, line);
     log.append(item);
     $("#no-log").hidden = true;
     log.scrollTop = log.scrollHeight;
@@ -245,9 +251,22 @@ function jobPage() {
     },
     onProgress: (event, doc) => { job = doc; render(); },
     onLog: (event, doc) => { job = doc; appendLog(event); },
-    onState: (event, doc) => { job = doc; render(); },
+    onState: (event, doc) => {
+      job = doc;
+      render();
+      if (event.state === "running") refreshAttempts();
+    },
     onStatus: showStatus,
   });
+
+  async function refreshAttempts() {
+    // No event carries `attempts` (docs/protocol.md): read it when the job (re)starts.
+    const response = await fetch(`/api/jobs/${job.id}/`, { credentials: "same-origin" });
+    if (response.ok) {
+      job = { ...job, attempts: (await response.json()).attempts };
+      $("#job-attempts").textContent = job.attempts;
+    }
+  }
   render();
   setInterval(tick, 1000);
 
@@ -315,8 +334,9 @@ function submitPage() {
   const form = $("#params-form");
   form.noValidate = true;  // our messages, next to the fields, in the same place as the server's
   const inputs = $$("input[name]:not([type=hidden]), textarea[name], select[name]", form);
+  // Checked on submit, then again as a marked field is corrected. Not on blur: a message appearing
+  // under a field moves the submit button down between the press and the release of a click.
   for (const input of inputs) {
-    input.addEventListener("blur", () => { if (input.value !== "") showFieldError(input, checkField(input)); });
     input.addEventListener("input", () => { if (input.getAttribute("aria-invalid")) showFieldError(input, checkField(input)); });
   }
   form.addEventListener("submit", (submitted) => {
