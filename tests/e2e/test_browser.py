@@ -296,3 +296,25 @@ def test_the_staff_page_shows_every_users_jobs_live(live_stack, open_page):
     wait_until(lambda: row.locator("[data-state-badge]").inner_text() == "succeeded", 30, "the job to succeed", interval=0.1)
     assert bar_value(row.get_by_role("progressbar")) == 100
     assert row.locator("[data-duration]").inner_text() == "ended"
+
+
+def test_pages_and_the_browser_module_keep_the_front_doors_headers(live_stack):
+    """Through nginx: pages are HTML with the security headers; jobcast.js is a JavaScript file a
+    browser will run as a module (nosniff needs the right type), from collectstatic's folder."""
+    import httpx
+
+    security = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "same-origin"}
+    with httpx.Client(base_url=live_stack.url, timeout=30) as client:
+        login = client.get("/accounts/login/")
+        assert login.status_code == 200 and login.headers["content-type"].startswith("text/html")
+        assert {name: login.headers.get(name) for name in security} == security
+        assert client.get("/jobs/").status_code == 302  # to the login page
+        for path, kind in (("/static/jobcast/jobcast.js", "application/javascript"),
+                           ("/static/jobcast/pages.js", "application/javascript"),
+                           ("/static/jobcast/jobcast.css", "text/css")):
+            response = client.get(path)
+            assert response.status_code == 200 and response.headers["content-type"].startswith(kind), path
+            assert {name: response.headers.get(name) for name in security} == security
+        assert "export function watchJob" in client.get("/static/jobcast/jobcast.js").text
+        assert client.get("/static/admin/css/base.css").status_code == 200  # the admin's files too
+    assert (live_stack.data_dir / "static" / "jobcast" / "jobcast.js").is_file()

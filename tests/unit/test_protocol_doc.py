@@ -258,7 +258,8 @@ def close_code_enum(sources: list[Path]) -> dict[str, int]:
 def close_codes_in_code(root: Path) -> dict[int, set[str]]:
     """Every close code the code base uses, with where: `close(code=N)`, `refuse(N)` and `return N`
     in services/ws/, `CloseCode.NAME` there (resolved through the enum), every member of the
-    CloseCode enum, and the codes the Python client knows (src/jobcast/client/watch.py)."""
+    CloseCode enum, and the codes the clients know (src/jobcast/client/watch.py and the browser
+    module services/web/static/jobcast/jobcast.js)."""
     ws_files = sorted((root / "services" / "ws").rglob("*.py"))
     schema = root / "src" / "jobcast" / "events" / "schema.py"
     enum = close_code_enum([p for p in [schema, *ws_files] if p.is_file()])
@@ -278,10 +279,11 @@ def close_codes_in_code(root: Path) -> dict[int, set[str]]:
                 add(enum[match["name"]], where)
     for name, code in enum.items():
         add(code, f"CloseCode.{name}")
-    follow = root / "src" / "jobcast" / "client" / "watch.py"
-    if follow.is_file():
-        for match in DICT_KEY.finditer(follow.read_text()):
-            add(int(match["code"]), str(follow.relative_to(root)))
+    # The clients' own tables of codes: the Python client's and the browser module's.
+    for client in (root / "src" / "jobcast" / "client" / "watch.py", root / "services" / "web" / "static" / "jobcast" / "jobcast.js"):
+        if client.is_file():
+            for match in DICT_KEY.finditer(client.read_text()):
+                add(int(match["code"]), str(client.relative_to(root)))
     return found
 
 
