@@ -314,25 +314,31 @@ def show_job(job: JobDocument) -> None:
         click.echo(f"{name + ':':10} {value}")
 
 
-@click.command("get")
-@click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True, help="The job document as JSON.")
-def get_job(job_id, as_json):
-    """Show job JOB_ID: state, progress, result or error."""
+def one_job(job_id: str, action) -> JobDocument:
+    """`action(client, job_id)` for a JOB_ID argument (not a UUID: "not found", exit 2)."""
     job_id = job_id_argument(job_id)
     with api() as client:
-        job = client.get(job_id)
+        return action(client, job_id)
+
+
+job_json_option = click.option("--json", "as_json", is_flag=True, help="The job document as JSON.")
+
+
+@click.command("get")
+@click.argument("job_id")
+@job_json_option
+def get_job(job_id, as_json):
+    """Show job JOB_ID: state, progress, result or error."""
+    job = one_job(job_id, Client.get)
     print_json(job) if as_json else show_job(job)
 
 
 @click.command("cancel")
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True, help="The job document as JSON.")
+@job_json_option
 def cancel_job(job_id, as_json):
     """Cancel job JOB_ID (a running job stops at its next progress or check)."""
-    job_id = job_id_argument(job_id)
-    with api() as client:
-        job = client.cancel(job_id)
+    job = one_job(job_id, Client.cancel)
     if as_json:
         print_json(job)
     elif job.state == State.CANCELLED:
