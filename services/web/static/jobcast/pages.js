@@ -142,8 +142,12 @@ function jobsPage({ all }) {
   const rows = new Map($$("tr[data-job-id]", body).map((row) => [row.dataset.jobId, row]));
   for (const job of initial) updateRow(rows.get(job.id), job);
 
+  const newest = () => (initial.length ? initial[0].created_at : "");
   function upsert(job, owner) {
     let row = rows.get(job.id);
+    // My jobs are newest first and this page shows the newest ones: an active job older than
+    // those is on a later page. The staff page lists every active job, oldest first.
+    if (!row && !all && job.created_at < newest()) return;
     if (!row) {
       row = newRow(job, all ? owner : undefined);
       row.classList.add("new");
@@ -157,7 +161,7 @@ function jobsPage({ all }) {
   async function refresh() {
     // /ws/jobs/ has no replay: after a reconnect, jobs that ended meanwhile are read over HTTP.
     if (all) return;
-    const response = await fetch(`/api/jobs/?limit=${Math.max(rows.size, 1)}`, { credentials: "same-origin" });
+    const response = await fetch(`/api/jobs/?limit=${Math.min(100, Math.max(rows.size, 1))}`, { credentials: "same-origin" });
     if (!response.ok) return;
     for (const job of (await response.json()).items) {
       if (rows.has(job.id)) updateRow(rows.get(job.id), job);
