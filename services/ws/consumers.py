@@ -9,7 +9,7 @@ plumbing: handshake, Redis reads, frames out, close codes.
 from __future__ import annotations
 
 import logging
-import time
+from time import perf_counter
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
@@ -25,7 +25,17 @@ from jobcast.jobs.models import Job
 from jobcast.jobs.selectors import job_get_for_user, jobs_active_for_user
 from jobcast.jobs.services import job_request_cancel
 from jobcast.jobs.states import is_terminal
-from jobcast.metrics import event_latency, ws_messages_sent, ws_slow_reader_closes
+from jobcast.metrics import (
+    DROPPED_DUPLICATE,
+    REFUSED_BY_CODE,
+    SENT_BY_TYPE,
+    count_close,
+    observe_event_latency,
+    ws_group_joins,
+    ws_handshakes_refused,
+    ws_messages_sent,
+    ws_send_duration,
+)
 from jobcast.redis_client import get_async_redis
 from jobcast.ws.auth import authenticate, query_params
 from jobcast.ws.limits import connections
@@ -36,7 +46,11 @@ logger = logging.getLogger(__name__)
 
 MAX_BAD_MESSAGES = 5  # after this many unusable client messages the socket is closed (1008)
 
-SENT_COUNTERS = {kind: ws_messages_sent.labels(kind) for kind in ("snapshot", "progress", "log", "state", "error")}
+
+
+def count_refusal(code: int) -> None:
+    """Count a refused handshake by its close code."""
+    (REFUSED_BY_CODE.get(code) or ws_handshakes_refused.labels(str(code), "other")).inc()
 
 
 class _JobcastConsumer(AsyncWebsocketConsumer):
@@ -47,6 +61,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
     admitted = False
     bad_messages = 0
     closed = False  # websocket.close was sent (or the client is gone): nothing more may be sent
+    close_code: int | None = None  # the code this side closed with, for jobcast_ws_connections_closed_total
 
     async def __call__(self, scope, receive, send):
         try:
@@ -80,6 +95,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         if self.closed:
             return
         self.closed = True
+        self.close_code = code if code is not None else 1000
         try:
             await super().close(code=code, reason=reason)
         except OSError:  # uvicorn's ClientDisconnected: the client is already gone
@@ -87,6 +103,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
 
     async def refuse(self, code: int) -> None:
         """Accept then close with `code`: a close code only reaches the client after the handshake."""
+        count_refusal(code)
         await self.accept()
         await self.close(code=code)
 
@@ -107,17 +124,23 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
     async def join(self, group: str) -> None:
         """Join a group (awaited: the process's SUBSCRIBE is sent before history is read)."""
         await self.channel_layer.group_add(group, self.channel_name)
+        ws_group_joins.inc()
         self.groups = [*self.groups, group]
         ensure_sweeper(self.channel_layer)
 
     async def disconnect(self, code):
-        await self.release()
+        await self.release(code)
 
-    async def release(self) -> None:
-        """Give back the connection slot and leave the groups (once; safe to call again)."""
+    async def release(self, code=None) -> None:
+        """Give back the connection slot and leave the groups (once; safe to call again).
+
+        The socket is counted as closed with the code this side closed it with, else the
+        client's (`code`), else 1006 (it ended without a close frame).
+        """
         if self.admitted:
             connections.close(self, self.user.id)
             self.admitted = False
+            count_close(self.close_code or code or 1006)
         groups, self.groups = self.groups, []
         for group in groups:
             try:
@@ -152,22 +175,23 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         """Send one JSON text frame as published (no re-encoding), counted by message type."""
         if self.closed:
             return
+        started = perf_counter()
         try:
             await self.send(text_data=text)
         except OSError:
             # uvicorn's ClientDisconnected: the client went away; its websocket.disconnect follows.
             self.closed = True
             return
-        (SENT_COUNTERS.get(kind) or ws_messages_sent.labels(kind)).inc()
+        ws_send_duration.observe(perf_counter() - started)
+        (SENT_BY_TYPE.get(kind) or ws_messages_sent.labels(kind)).inc()
 
     async def send_live(self, message: dict) -> None:
         """Send a live event from the channel layer, timing its way from the publisher."""
         await self.send_text(message["text"], message["event"])
-        event_latency.observe(max(0.0, time.time() - message["ts"]))
+        observe_event_latency(message["ts"])
 
     async def close_too_slow(self) -> None:
-        """The reader fell behind further than can be repaired: it resumes with `after`."""
-        ws_slow_reader_closes.inc()
+        """The reader fell behind further than can be repaired: it resumes with `after` (counted as a 4408 close)."""
         await self.close(code=CloseCode.TOO_SLOW)
 
 
@@ -244,6 +268,7 @@ class JobConsumer(_JobcastConsumer):
             await self.repair_gap()
             verdict = cursor.verdict(seq)
         if verdict is not Verdict.SEND:
+            DROPPED_DUPLICATE.inc()  # sent already (from history, or a repeated message)
             return
         await self.send_live(message)
         cursor.sent(seq, message["terminal"])
@@ -295,6 +320,7 @@ class UserJobsConsumer(_JobcastConsumer):
     async def job_event(self, message):
         job_id = message["job_id"]
         if message["seq"] <= self.last_seqs.get(job_id, 0):
+            DROPPED_DUPLICATE.inc()
             return
         await self.send_live(message)
         if message["terminal"]:
@@ -316,5 +342,6 @@ class NoSuchEndpoint(AsyncWebsocketConsumer):
     """Any other path under /ws/: refused with 4404."""
 
     async def connect(self):
+        count_refusal(CloseCode.NOT_FOUND)
         await self.accept()
         await self.close(code=CloseCode.NOT_FOUND)

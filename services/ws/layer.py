@@ -35,7 +35,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer,
 from channels_redis.utils import _wrap_close
 from django.conf import settings
 
-from jobcast.metrics import ws_messages_dropped
+from jobcast.metrics import DROPPED_QUEUE_FULL, ws_groups
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class SocketQueue(asyncio.Queue):
 
     def put_nowait(self, item) -> None:
         if self.qsize() >= self.capacity:
-            ws_messages_dropped.inc()
+            DROPPED_QUEUE_FULL.inc()
             self.queue_marker()
             return
         super().put_nowait(item)
@@ -95,6 +95,7 @@ class ConfirmedShardConnection(RedisSingleShardConnection):
                 self._ensure_receiver()
                 await self._pubsub.subscribe(channel)
                 self._subscribed_to.add(channel)
+                ws_groups.inc()
                 confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
                 self._pongs.append(confirmed)
                 await self._pubsub.ping(CONFIRM_PING)  # answered after the SUBSCRIBE, on this connection
@@ -111,8 +112,10 @@ class ConfirmedShardConnection(RedisSingleShardConnection):
                 self._ensure_receiver()
                 await self._pubsub.unsubscribe(channel)
                 self._subscribed_to.remove(channel)
+                ws_groups.dec()
 
     async def flush(self):
+        ws_groups.dec(len(self._subscribed_to))
         await super().flush()
         self._confirmed.clear()
         self._pongs.clear()

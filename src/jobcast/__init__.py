@@ -16,9 +16,13 @@ def use_settings() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS_MODULE
 
 
-def django_setup() -> None:
-    """Use jobcast's settings and initialise Django (every entry point calls this)."""
+def django_setup(tier: str | None = None) -> None:
+    """Use jobcast's settings and initialise Django (every entry point calls this, naming its tier for the logs)."""
     use_settings()
+    if tier:
+        from jobcast.logs import set_tier
+
+        set_tier(tier)
     import django
 
     django.setup()

@@ -67,6 +67,8 @@ class Env(BaseSettings):
     jobcast_worker_concurrency: int = Field(2, ge=1)
     jobcast_worker_shutdown_seconds: float = Field(25.0, ge=0)
     jobcast_log_level: str = "info"
+    jobcast_log_format: Literal["json", "text"] = "json"
+    jobcast_celery_task_events: bool = False
     jobcast_worker_metrics_port: int = Field(9101, ge=0, le=65535)
     # prometheus-client reads this itself; `jobcast run web|worker` sets it (jobcast.metrics).
     prometheus_multiproc_dir: str = ""

@@ -9,6 +9,7 @@ from pathlib import Path
 import dj_database_url
 
 from jobcast.env import get_env
+from jobcast.logs import logging_config
 
 env = get_env()
 DATA_DIR: Path = env.data_dir
@@ -47,6 +48,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The request's id (X-Request-ID from nginx, or a new one) for its log lines and its answer.
+    "jobcast.web.middleware.RequestContextMiddleware",
     "jobcast.web.middleware.RequestMetricsMiddleware",
     "jobcast.web.middleware.JsonErrorMiddleware",
     "jobcast.web.middleware.BodySizeLimitMiddleware",
@@ -116,14 +119,9 @@ STATIC_ROOT = DATA_DIR / "static"
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.jobcast_max_body_bytes
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.jobcast_log_level.upper()},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+# JSON lines (JOBCAST_LOG_FORMAT=json) or readable text; the servers' loggers use the same
+# dictionary (jobcast.logs, docs/operations.md "Logs").
+LOGGING = logging_config(env.jobcast_log_format, env.jobcast_log_level)
 
 # jobcast's own options. Everything that runs reads them from here, never from the
 # environment, so a test (or a product's settings) changes one place (docs/configuration.md).
@@ -155,6 +153,8 @@ JOBCAST = {
     "WORKER_SHUTDOWN_SECONDS": env.jobcast_worker_shutdown_seconds,
     "WORKER_METRICS_PORT": env.jobcast_worker_metrics_port,
     "LOG_LEVEL": env.jobcast_log_level,
+    "LOG_FORMAT": env.jobcast_log_format,
+    "CELERY_TASK_EVENTS": env.jobcast_celery_task_events,
     # prometheus-client reads this variable itself; `jobcast run web|worker` sets it.
     "PROMETHEUS_MULTIPROC_DIR": env.prometheus_multiproc_dir,
 }

@@ -162,7 +162,10 @@ class Stack:
         if metrics_port and port_open(metrics_port):
             metrics_port = free_port(avoid=self.planned_ports)  # another stack's worker has the default port
         self.worker_metrics_port = metrics_port
+        # Readable log lines on a developer's terminal, unless JOBCAST_LOG_FORMAT says otherwise.
+        log_format = env.jobcast_log_format if "jobcast_log_format" in env.model_fields_set else "text"
         return environ_for_child(
+            JOBCAST_LOG_FORMAT=log_format,
             JOBCAST_WORKER_METRICS_PORT=str(metrics_port),
             REDIS_URL=redis_url,
             JOBCAST_DATA_DIR=str(self.data_dir),

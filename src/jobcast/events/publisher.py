@@ -10,6 +10,8 @@ have been announced): the lifecycle services publish after their row writes comm
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -18,7 +20,7 @@ from redis.commands.core import Script
 
 from jobcast.events.groups import history_key, job_group, live_key, seq_key, user_group
 from jobcast.events.schema import Event, JobDocument, ProgressEvent, SnapshotMessage, StateEvent
-from jobcast.metrics import events_published
+from jobcast.metrics import PUBLISHED_BY_TYPE, events_published, publish_duration
 from jobcast.redis_client import get_redis
 
 # A running job's keys live this long after its latest event, so a job whose worker
@@ -89,10 +91,13 @@ class JobPublisher:
                 self.latest_progress = event
         # A finished job's keys expire JOBCAST_HISTORY_TTL after its terminal event.
         ttl = settings.JOBCAST["HISTORY_TTL"] if terminal else max(LIVE_KEY_TTL, settings.JOBCAST["HISTORY_TTL"])
+        started = time.perf_counter()
         published = _run_script(self.job_id, self.owner_id, entries, ttl, self.seq)
+        publish_duration.observe(time.perf_counter() - started)
         self.seq = published.seq
-        for event in events:
-            events_published.labels(event.type).inc()
+        # One increment per type and publish (a batch of 500 progress events is one inc(500)).
+        for event_type, count in Counter(entry[0] for entry in entries).items():
+            (PUBLISHED_BY_TYPE.get(event_type) or events_published.labels(event_type)).inc(count)
         if self._after_publish is not None:
             self._after_publish(self)
         return published

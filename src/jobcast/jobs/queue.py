@@ -9,8 +9,12 @@ settings.REDIS_URL.
 
 from __future__ import annotations
 
+import time
+
 from celery import Celery
 from django.conf import settings
+
+from jobcast.logs import current_request_id
 
 RUN_JOB_TASK = "jobcast.run_job"
 QUEUE = "jobcast"
@@ -38,7 +42,11 @@ def _celery_settings() -> dict:
         "task_ignore_result": True,
         "result_backend": None,
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": False,
+        # Celery's task events (what Flower and celery-exporter read) are off unless
+        # JOBCAST_CELERY_TASK_EVENTS: a few PUBLISHes per job for listeners jobcast does not
+        # need (docs/operations.md, "Celery task events").
+        "worker_send_task_events": settings.JOBCAST["CELERY_TASK_EVENTS"],
+        "task_send_sent_event": settings.JOBCAST["CELERY_TASK_EVENTS"],
         "broker_pool_limit": 10,
     }
 
@@ -46,6 +54,14 @@ def _celery_settings() -> dict:
 celery_app.add_defaults(_celery_settings)
 
 
+ENQUEUED_AT_HEADER = "jobcast_enqueued_at"  # read back by jobcast.metrics.QueueCollector (oldest job's age)
+REQUEST_ID_HEADER = "jobcast_request_id"  # the submitting request's id, for the worker's log lines
+
+
 def enqueue_job(job_id) -> None:
     """Queue a job for a worker (call on commit, so the worker finds the row)."""
-    celery_app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE)
+    headers = {ENQUEUED_AT_HEADER: time.time()}
+    request_id = current_request_id()
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    celery_app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE, headers=headers)

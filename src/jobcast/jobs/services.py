@@ -28,7 +28,15 @@ from jobcast.jobs.queue import enqueue_job
 from jobcast.jobs.registry import JobKind, get_kind, validate_params
 from jobcast.jobs.selectors import job_get_for_user
 from jobcast.jobs.states import State, is_terminal, sources_of
-from jobcast.metrics import job_duration, jobs_finished
+from jobcast.metrics import (
+    job_duration,
+    job_queue_wait,
+    jobs_finished,
+    jobs_restarted,
+    jobs_running,
+    jobs_started,
+    jobs_submitted,
+)
 from jobcast.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -96,6 +104,7 @@ def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> t
         if existing is None:
             raise
         return existing, False
+    jobs_submitted.labels(job.kind).inc()
     return job, True
 
 
@@ -152,11 +161,21 @@ def job_cancel_requested(job_id) -> bool:
 
 @dataclass
 class JobRun:
-    """A job a worker is running: its row, its kind and its publish handle."""
+    """A job a worker is running: its row, its kind and its publish handle.
+
+    Made only by `job_start`, which counts it in `jobcast_jobs_running`; `job_finish` uncounts it.
+    """
 
     job: Job
     kind: JobKind
     publisher: JobPublisher
+    counted: bool = False  # in jobcast_jobs_running until job_finish
+
+
+def _running(job: Job, kind: JobKind, publisher: JobPublisher) -> JobRun:
+    """The run this process is about to do, counted in jobcast_jobs_running (job_finish uncounts it)."""
+    jobs_running.labels(job.kind).inc()
+    return JobRun(job, kind, publisher, counted=True)
 
 
 def job_publisher(job: Job, *, sync_row: bool = False) -> JobPublisher:
@@ -193,11 +212,13 @@ def job_start(job_id) -> JobRun | None:
         if not job_transition(job.id, State.RUNNING, attempts=F("attempts") + 1, started_at=started_at):
             return None  # cancelled while queued
         job.state, job.started_at, job.attempts = State.RUNNING, started_at, job.attempts + 1
+        jobs_started.labels(job.kind).inc()
+        job_queue_wait.labels(job.kind).observe(max(0.0, (started_at - job.created_at).total_seconds()))
         publisher.publish_one(_state_event(job, State.RUNNING, started_at))
         if kind is None:
             _end(job, publisher, State.FAILED, error=JobError(type="UnknownKind", message=f"no job kind {job.kind!r} on this worker"))
             return None
-        return JobRun(job, kind, publisher)
+        return _running(job, kind, publisher)
     Job.objects.filter(id=job.id).update(attempts=F("attempts") + 1)
     job.refresh_from_db()
     if kind is None or not kind.redeliver or job.attempts > settings.JOBCAST["MAX_ATTEMPTS"]:
@@ -208,12 +229,18 @@ def job_start(job_id) -> JobRun | None:
     publisher.publish_one(
         LogEvent(job_id=str(job.id), ts=time.time(), message=f"restarted after its worker was lost (attempt {job.attempts})")
     )
-    return JobRun(job, kind, publisher)
+    jobs_restarted.labels(job.kind).inc()
+    return _running(job, kind, publisher)
 
 
 def job_finish(run: JobRun, state: str, *, result=None, error: JobError | None = None) -> bool:
     """End a running job in `state` (its context is closed: held progress already went out)."""
-    return _end(run.job, run.publisher, state, result=result, error=error)
+    try:
+        return _end(run.job, run.publisher, state, result=result, error=error)
+    finally:
+        if run.counted:
+            run.counted = False
+            jobs_running.labels(run.job.kind).dec()
 
 
 def job_fail_lost(job: Job, why: str, publisher: JobPublisher | None = None) -> bool:
