@@ -28,7 +28,8 @@ def query_params(scope) -> dict[str, str]:
     return {k: v[0] for k, v in parsed.items()}
 
 
-def _header(scope, name: bytes) -> str | None:
+def header(scope, name: bytes) -> str | None:
+    """A handshake header's value (latin-1), or None."""
     for key, value in scope.get("headers", []):
         if key == name:
             return value.decode("latin-1")
@@ -37,7 +38,7 @@ def _header(scope, name: bytes) -> str | None:
 
 def origin_allowed(scope) -> bool:
     """Whether the handshake's Origin is one of ALLOWED_HOSTS (a browser's cross-site guard)."""
-    origin = _header(scope, b"origin")
+    origin = header(scope, b"origin")
     if not origin:
         return False
     host = urlsplit(origin).hostname
@@ -75,10 +76,10 @@ async def authenticate(scope):
     if ticket:
         user_id = await ticket_redeem(get_async_redis(), ticket)
         return await _user_by_id(user_id) if user_id else None
-    authorization = _header(scope, b"authorization") or ""
+    authorization = header(scope, b"authorization") or ""
     if authorization.lower().startswith("bearer "):
         return await _user_by_token(authorization[7:].strip())
-    session_key = parse_cookie(_header(scope, b"cookie") or "").get(settings.SESSION_COOKIE_NAME)
+    session_key = parse_cookie(header(scope, b"cookie") or "").get(settings.SESSION_COOKIE_NAME)
     if session_key and origin_allowed(scope):
         return await _user_by_session(session_key)
     return None

@@ -25,6 +25,7 @@ from jobcast.jobs.models import Job
 from jobcast.jobs.selectors import job_get_for_user, jobs_active_for_user
 from jobcast.jobs.services import job_request_cancel
 from jobcast.jobs.states import is_terminal
+from jobcast.logs import clean_request_id, job_id_var, request_id_var
 from jobcast.metrics import (
     DROPPED_DUPLICATE,
     REFUSED_BY_CODE,
@@ -37,7 +38,7 @@ from jobcast.metrics import (
     ws_send_duration,
 )
 from jobcast.redis_client import get_async_redis
-from jobcast.ws.auth import authenticate, query_params
+from jobcast.ws.auth import authenticate, header, query_params
 from jobcast.ws.limits import connections
 from jobcast.ws.resync import ensure_sweeper
 from jobcast.ws.stream import StreamCursor, Verdict
@@ -64,6 +65,11 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
     close_code: int | None = None  # the code this side closed with, for jobcast_ws_connections_closed_total
 
     async def __call__(self, scope, receive, send):
+        # This socket's task logs with the handshake's request id (nginx's X-Request-ID) and job.
+        request_id_var.set(clean_request_id(header(scope, b"x-request-id")))
+        job_id = scope.get("url_route", {}).get("kwargs", {}).get("job_id")
+        if job_id:
+            job_id_var.set(job_id)
         try:
             await super().__call__(scope, receive, send)
         finally:

@@ -20,9 +20,12 @@ def django_setup(tier: str | None = None) -> None:
     """Use jobcast's settings and initialise Django (every entry point calls this, naming its tier for the logs)."""
     use_settings()
     if tier:
+        import logging
+
         from jobcast.logs import set_tier
 
         set_tier(tier)
+        logging.captureWarnings(True)  # warnings become log lines (JSON too), not raw stderr text
     import django
 
     django.setup()

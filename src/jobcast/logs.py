@@ -33,11 +33,11 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 REDACTED = "[redacted]"
 _SECRETS = [
     (re.compile(r"\bjc_[A-Za-z0-9_-]+"), "jc_" + REDACTED),
-    (re.compile(r"(?i)\b(ticket|token|access_token|api_key|password)=[^&\s\"'<>]+"), r"\1=" + REDACTED),
+    (re.compile(r"(?i)\b(ticket|token|access_token|api_key|password)=[^&\s\"'<>\\]+"), r"\1=" + REDACTED),
     (re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + REDACTED),
-    (re.compile(r"(?i)\b(sessionid|csrftoken)=[^;\s\"'<>]+"), r"\1=" + REDACTED),
-    (re.compile(r"(?i)(\"?(?:authorization|cookie)\"?\s*[:=]\s*\"?)[^\"\n,}]+"), r"\1" + REDACTED),
-    (re.compile(r"(\w+://[^:/@\s]*:)[^@/\s]+@"), r"\1" + REDACTED + "@"),  # password in a URL
+    (re.compile(r"(?i)\b(sessionid|csrftoken)=[^;\s\"'<>\\]+"), r"\1=" + REDACTED),
+    (re.compile(r"(?i)(\"?(?:authorization|cookie)\"?\s*[:=]\s*\"?)[^\"\n,}\\]+"), r"\1" + REDACTED),
+    (re.compile(r"(\w+://[^:/@\s\"\\]*:)[^@/\s\"\\]+@"), r"\1" + REDACTED + "@"),  # password in a URL
 ]
 
 

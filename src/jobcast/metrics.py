@@ -111,13 +111,21 @@ job_queue_wait = Histogram("jobcast_job_queue_wait_seconds", "Time from a job's 
 
 
 def prebind_kinds(kinds: Iterable[str]) -> None:
-    """Create the per-kind series at 0, so dashboards show 0 rather than nothing before the first job."""
+    """Create the per-kind series at 0 when a tier starts.
+
+    Dashboards then show 0 rather than nothing before the first job, and Prometheus sees the
+    first job of a kind as an increase: a series that first appears at 1 has no increase for
+    rate() to see, so the first failure after a restart would be invisible to the alerts.
+    """
     for kind in kinds:
         jobs_submitted.labels(kind)
         jobs_started.labels(kind)
+        jobs_restarted.labels(kind)
         jobs_running.labels(kind)
+        job_queue_wait.labels(kind)
         for state in TERMINAL_STATES:
             jobs_finished.labels(kind, state)
+            job_duration.labels(kind, state)
 
 
 # -- ws tier: per event (lock-free, one thread) -------------------------------------------------

@@ -212,8 +212,11 @@ def job_start(job_id) -> JobRun | None:
         if not job_transition(job.id, State.RUNNING, attempts=F("attempts") + 1, started_at=started_at):
             return None  # cancelled while queued
         job.state, job.started_at, job.attempts = State.RUNNING, started_at, job.attempts + 1
+        waited = max(0.0, (started_at - job.created_at).total_seconds())
         jobs_started.labels(job.kind).inc()
-        job_queue_wait.labels(job.kind).observe(max(0.0, (started_at - job.created_at).total_seconds()))
+        job_queue_wait.labels(job.kind).observe(waited)
+        logger.info("job %s (%s) started after %.3f s in the queue", job.id, job.kind, waited,
+                    extra={"kind": job.kind, "attempt": job.attempts, "queue_wait_s": round(waited, 3)})
         publisher.publish_one(_state_event(job, State.RUNNING, started_at))
         if kind is None:
             _end(job, publisher, State.FAILED, error=JobError(type="UnknownKind", message=f"no job kind {job.kind!r} on this worker"))
@@ -271,6 +274,9 @@ def _end(job: Job, publisher: JobPublisher, state: str, *, result=None, error: J
     published = publisher.publish_one(_state_event(job, state, finished_at, result=result, error=error))
     Job.objects.filter(id=job.id).update(seq=published.seq)
     jobs_finished.labels(job.kind, state).inc()
-    if job.started_at:
-        job_duration.labels(job.kind, state).observe((finished_at - job.started_at).total_seconds())
+    duration = (finished_at - job.started_at).total_seconds() if job.started_at else None
+    if duration is not None:
+        job_duration.labels(job.kind, state).observe(duration)
+    logger.info("job %s (%s) %s", job.id, job.kind, state,
+                extra={"kind": job.kind, "state": state, "duration_s": None if duration is None else round(duration, 3)})
     return True
