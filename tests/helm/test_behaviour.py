@@ -585,6 +585,22 @@ def test_the_alerts_and_the_dashboard_use_only_metrics_jobcast_serves():
     assert used and used <= served, used - served
 
 
+def test_docs_operations_lists_every_metric_jobcast_serves():
+    import re
+
+    from jobcast import metrics
+
+    metrics.prebind_kinds(["demo.count"])
+    metrics.http_requests.labels("/", "GET", "200")
+    metrics.http_request_duration.labels("/", "GET")
+    families = {re.sub(r"_(bucket|sum|count)$", "", name) for name in served_metric_names()}
+    ours = {name for name in families if name.startswith("jobcast_")}
+    ours = {name for name in ours if not any(name == other + suffix for other in ours for suffix in ("_bucket", "_sum", "_count"))}
+    documented = set(re.findall(r"^\| `(jobcast_\w+)` \|", (CHART.parents[2] / "docs/operations.md").read_text(), flags=re.MULTILINE))
+    served = {name for name in ours if name + "_total" not in ours}
+    assert documented == served, (served - documented, documented - served)
+
+
 def test_the_grafana_dashboard_configmap_is_labelled_for_the_sidecar(renders):
     cm = renders["monitoring-values.yaml"].get("ConfigMap", "rel-jobcast-dashboard")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"

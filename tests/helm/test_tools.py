@@ -335,3 +335,24 @@ def test_no_second_copy_of_the_rules_or_the_dashboard_exists():
     dashboards = [p for p in tracked if p.endswith(".json") and '"uid": "jobcast-overview"' in (REPO / p).read_text()]
     assert with_alerts == ["deploy/helm/jobcast/files/prometheus/alerts.yml"]
     assert dashboards == ["deploy/helm/jobcast/files/grafana/jobcast-overview.json"]
+
+
+# --- docs/operations.md explains each alert and panel ----------------------------------------------
+
+OPERATIONS = REPO / "docs" / "operations.md"
+
+
+def test_every_alert_has_a_runbook_and_a_row_in_docs_operations():
+    text = OPERATIONS.read_text()
+    headings = set(re.findall(r"^#### (Jobcast\w+)$", text, flags=re.MULTILINE))
+    rows = set(re.findall(r"^\| (Jobcast\w+) \|", text, flags=re.MULTILINE))
+    assert headings == rows == set(alert_rules())
+    for name in alert_rules():  # each runbook says what it means, what to check, why, and what to do
+        section = text.split(f"#### {name}\n", 1)[1].split("\n#### ", 1)[0]
+        assert all(part in section for part in ("**Means:**", "**First checks:**", "**Likely causes:**", "**Do:**")), name
+
+
+def test_every_panel_is_explained_in_docs_operations():
+    rows = dict(re.findall(r"^\| \w+ \| (.+) \((\d+)\) \| .+ \|$", OPERATIONS.read_text(), flags=re.MULTILINE))
+    panels = {panel["title"]: str(panel["id"]) for panel in json.loads(DASHBOARD.read_text())["panels"] if panel["type"] != "row"}
+    assert rows == panels
