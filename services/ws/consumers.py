@@ -29,13 +29,14 @@ from jobcast.logs import clean_request_id, job_id_var, request_id_var
 from jobcast.metrics import (
     DROPPED_DUPLICATE,
     REFUSED_BY_CODE,
+    SEND_DURATION,
     SENT_BY_TYPE,
     count_close,
     observe_event_latency,
+    prebind_ws,
     ws_group_joins,
     ws_handshakes_refused,
     ws_messages_sent,
-    ws_send_duration,
 )
 from jobcast.redis_client import get_async_redis
 from jobcast.ws.auth import authenticate, header, query_params
@@ -46,6 +47,8 @@ from jobcast.ws.stream import StreamCursor, Verdict
 logger = logging.getLogger(__name__)
 
 MAX_BAD_MESSAGES = 5  # after this many unusable client messages the socket is closed (1008)
+
+prebind_ws()  # every close code and refusal reason at 0 in this ws process
 
 
 
@@ -188,7 +191,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
             # uvicorn's ClientDisconnected: the client went away; its websocket.disconnect follows.
             self.closed = True
             return
-        ws_send_duration.observe(perf_counter() - started)
+        SEND_DURATION.observe(perf_counter() - started)
         (SENT_BY_TYPE.get(kind) or ws_messages_sent.labels(kind)).inc()
 
     async def send_live(self, message: dict) -> None:

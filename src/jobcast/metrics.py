@@ -75,13 +75,23 @@ ws_groups = Gauge("jobcast_ws_groups", "Channel-layer groups (jobs, users) this 
                   multiprocess_mode="livesum")
 ws_group_joins = Counter("jobcast_ws_group_joins_total", "Sockets that joined a channel-layer group")
 
-CLOSED_BY_CODE = {code: ws_connections_closed.labels(code) for code in (*CLOSE_CODES, "other")}
-REFUSED_BY_CODE = {int(code): ws_handshakes_refused.labels(code, reason) for code, reason in REFUSALS.items()}
+# Bound by prebind_ws() in the ws tier only, so the other tiers do not serve these series at 0.
+CLOSED_BY_CODE: dict = {}
+REFUSED_BY_CODE: dict = {}
+
+
+def prebind_ws() -> None:
+    """Create the ws tier's labelled series at 0 (every close code and refusal reason)."""
+    for code in (*CLOSE_CODES, "other"):
+        CLOSED_BY_CODE[code] = ws_connections_closed.labels(code)
+    for code, reason in REFUSALS.items():
+        REFUSED_BY_CODE[int(code)] = ws_handshakes_refused.labels(code, reason)
 
 
 def count_close(code) -> None:
     """Count an admitted socket that ended with `code` (an unknown code counts as "other")."""
-    CLOSED_BY_CODE.get(str(code), CLOSED_BY_CODE["other"]).inc()
+    code = str(code) if str(code) in CLOSE_CODES else "other"
+    (CLOSED_BY_CODE.get(code) or ws_connections_closed.labels(code)).inc()
 
 
 # -- publisher (worker, and web/ws for a cancelled queued job) ----------------------------
@@ -230,6 +240,7 @@ ws_send_duration = LoopMetric(
     "jobcast_ws_send_duration_seconds", "Time to hand one message to the socket (longer when the client reads slowly)",
     buckets=SEND_BUCKETS,
 )
+SEND_DURATION = ws_send_duration.labels()
 event_latency = LoopMetric(
     "jobcast_event_latency_seconds", "Time from an event's ts (made by the worker) to its WebSocket send",
     buckets=LATENCY_BUCKETS,
@@ -238,15 +249,16 @@ event_latency_skewed = LoopMetric(
     "jobcast_event_latency_skewed_total",
     "Events whose ts was later than the ws host's clock at send (clock skew between hosts): not in the latency histogram",
 )
+_EVENT_LATENCY, _EVENT_LATENCY_SKEWED = event_latency.labels(), event_latency_skewed.labels()
 
 
 def observe_event_latency(ts: float) -> None:
     """Time from the event's ts to now; a negative time (the worker's clock ahead) is counted, not observed."""
     latency = time.time() - ts
     if latency < 0:
-        event_latency_skewed.inc()
+        _EVENT_LATENCY_SKEWED.inc()
     else:
-        event_latency.observe(latency)
+        _EVENT_LATENCY.observe(latency)
 
 
 # -- worker tier: read at scrape time ---------------------------------------------------------
@@ -359,10 +371,9 @@ def render_latest(*extra_collectors) -> tuple[bytes, str]:
 
     registry = CollectorRegistry()
     folder = settings.JOBCAST["PROMETHEUS_MULTIPROC_DIR"]
-    if folder:
+    if folder:  # web and worker (the ws tier's loop metrics are not theirs)
         forget_dead_processes(folder)
         MultiProcessCollector(registry)
-        registry.register(_loop_collector)
     else:
         registry.register(_Everything(REGISTRY))
     for collector in extra_collectors:

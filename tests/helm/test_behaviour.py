@@ -562,6 +562,7 @@ def served_metric_names() -> set[str]:
         def execute(self):
             return [0, None]
 
+    metrics.prebind_ws()  # what the ws tier binds at start-up
     collectors = [REGISTRY, metrics.QueueCollector(FakeRedis(), "jobcast"),
                   metrics.WorkerCollector(lambda: True, lambda: 2, lambda: 0)]
     return {sample.name for c in collectors for family in c.collect() for sample in family.samples} | {
