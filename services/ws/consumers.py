@@ -51,7 +51,6 @@ MAX_BAD_MESSAGES = 5  # after this many unusable client messages the socket is c
 prebind_ws()  # every close code and refusal reason at 0 in this ws process
 
 
-
 def count_refusal(code: int) -> None:
     """Count a refused handshake by its close code."""
     (REFUSED_BY_CODE.get(code) or ws_handshakes_refused.labels(str(code), "other")).inc()
