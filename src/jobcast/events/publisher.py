@@ -96,7 +96,8 @@ class JobPublisher:
         publish_duration.observe(time.perf_counter() - started)
         self.seq = published.seq
         # One increment per type and publish (a batch of 500 progress events is one inc(500)).
-        for event_type, count in Counter(entry[0] for entry in entries).items():
+        counts = {entries[0][0]: 1} if len(entries) == 1 else Counter(entry[0] for entry in entries)
+        for event_type, count in counts.items():
             (PUBLISHED_BY_TYPE.get(event_type) or events_published.labels(event_type)).inc(count)
         if self._after_publish is not None:
             self._after_publish(self)
