@@ -100,3 +100,48 @@ def test_the_logging_config_sends_every_servers_logger_to_one_handler():
         from django.conf import settings
 
         logging.config.dictConfig(settings.LOGGING)
+
+
+# --- where the settings meet the servers --------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_env(monkeypatch):
+    """jobcast.env read again from a patched environment (and forgotten afterwards)."""
+    from jobcast.env import get_env
+
+    for name in ("JOBCAST_LOG_FORMAT", "JOBCAST_CELERY_TASK_EVENTS"):
+        monkeypatch.delenv(name, raising=False)
+    get_env.cache_clear()
+    yield monkeypatch
+    get_env.cache_clear()
+
+
+def test_jobcast_run_logs_text_unless_told_otherwise(fresh_env, tmp_path):
+    from jobcast.cli.stack import Stack
+    from jobcast.env import get_env
+
+    fresh_env.setenv("JOBCAST_DATA_DIR", str(tmp_path))
+    assert Stack().child_env("redis://127.0.0.1:1/0")["JOBCAST_LOG_FORMAT"] == "text"
+    fresh_env.setenv("JOBCAST_LOG_FORMAT", "json")
+    get_env.cache_clear()
+    assert Stack().child_env("redis://127.0.0.1:1/0")["JOBCAST_LOG_FORMAT"] == "json"
+
+
+def test_celerys_banner_is_left_out_of_json_logs(fresh_env):
+    from jobcast.cli.tiers import tier_command
+    from jobcast.env import get_env
+
+    assert "-q" in tier_command("worker")  # json by default
+    fresh_env.setenv("JOBCAST_LOG_FORMAT", "text")
+    get_env.cache_clear()
+    assert "-q" not in tier_command("worker")
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_celery_task_events_follow_the_setting(settings, enabled):
+    from jobcast.jobs.queue import _celery_settings
+
+    settings.JOBCAST = {**settings.JOBCAST, "CELERY_TASK_EVENTS": enabled}
+    conf = _celery_settings()
+    assert conf["worker_send_task_events"] is enabled and conf["task_send_sent_event"] is enabled
