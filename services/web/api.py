@@ -19,7 +19,7 @@ from ninja.security import HttpBearer, SessionAuth
 from pydantic import BaseModel, Field, model_validator
 
 from jobcast.accounts.services import ticket_create, token_user
-from jobcast.errors import ApiError, NotFound, error_response
+from jobcast.errors import DEPENDENCY_DOWN, ApiError, NotFound, error_response, unavailable_response
 from jobcast.events.history import read_history
 from jobcast.jobs.documents import job_document, job_documents
 from jobcast.jobs.registry import all_kinds
@@ -138,6 +138,15 @@ def on_404(request, exc):
 @api.exception_handler(RequestDataTooBig)
 def on_too_big(request, exc):
     return error_response(413, "Request body too large.")
+
+
+def on_dependency_down(request, exc):
+    logger.warning("%s %s: a dependency is unavailable: %s", request.method, request.path, type(exc).__name__)
+    return unavailable_response(exc)
+
+
+for _unavailable in DEPENDENCY_DOWN:
+    api.add_exception_handler(_unavailable, on_dependency_down)
 
 
 @api.exception_handler(Exception)

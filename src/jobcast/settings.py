@@ -139,6 +139,7 @@ JOBCAST = {
     "MAX_ATTEMPTS": env.jobcast_max_attempts,
     "VISIBILITY_TIMEOUT": env.jobcast_visibility_timeout,
     "CANCEL_CHECK_INTERVAL": env.jobcast_cancel_check_interval,
+    "REDIS_RETRY_SECONDS": env.jobcast_redis_retry_seconds,
     "WS_MAX_CONNECTIONS": env.jobcast_ws_max_connections,
     "WS_MAX_CONNECTIONS_PER_USER": env.jobcast_ws_max_connections_per_user,
     "WS_PING_INTERVAL": env.jobcast_ws_ping_interval,

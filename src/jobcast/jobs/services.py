@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from jobcast.errors import ApiError, Conflict, NotFound
 from jobcast.events.groups import cancel_key, submit_rate_key
-from jobcast.events.publisher import JobPublisher, notify_user_snapshot
+from jobcast.events.publisher import JobPublisher, RedisUnavailable, notify_user_snapshot
 from jobcast.events.schema import JobError, LogEvent, StateEvent
 from jobcast.jobs.documents import job_document
 from jobcast.jobs.models import Job
@@ -100,11 +100,19 @@ def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> t
 
 
 def _announce_and_enqueue(job: Job) -> None:
-    """Show the new job on its owner's all-jobs streams, then queue it for a worker."""
-    # The snapshot first: a fast worker's `running` event must not reach the owner's
-    # streams before the job itself does.
-    notify_user_snapshot(job.owner_id, job_document(job))
-    enqueue_job(job.id)
+    """Show the new job on its owner's all-jobs streams, then queue it for a worker.
+
+    When Redis is away the job cannot be queued: its row is deleted again, so no job is
+    left half-created (queued, but in no queue), and the error answers the request (503).
+    """
+    try:
+        # The snapshot first: a fast worker's `running` event must not reach the owner's
+        # streams before the job itself does.
+        notify_user_snapshot(job.owner_id, job_document(job))
+        enqueue_job(job.id)
+    except Exception:
+        Job.objects.filter(id=job.id, state=State.QUEUED).delete()
+        raise
 
 
 # -- cancelling ----------------------------------------------------------------------
@@ -176,12 +184,13 @@ def job_publisher(job: Job, *, sync_row: bool = False) -> JobPublisher:
     return JobPublisher(job.id, job.owner_id, seq=job.seq, after_publish=write_row)
 
 
-def job_start(job_id) -> JobRun | None:
+def job_start(job_id, *, outage: RedisUnavailable | None = None) -> JobRun | None:
     """Start a delivered job, or resume it after its worker was lost; None when it must not run.
 
-    A job found `running` was being run by a worker that died: it runs again (attempts
-    grows) unless its kind says `redeliver=False` or it ran out of attempts
-    (JOBCAST_MAX_ATTEMPTS), in which case it fails with `WorkerLost`.
+    A job found `running` was being run by a worker that died (or, with `outage`, by this
+    worker until Redis went away): it runs again (attempts grows) unless its kind says
+    `redeliver=False` or it ran out of attempts (JOBCAST_MAX_ATTEMPTS), in which case it
+    fails with `WorkerLost` (or `RedisUnavailable`).
     """
     job = Job.objects.filter(id=job_id).first()
     if job is None or is_terminal(job.state):
@@ -200,13 +209,18 @@ def job_start(job_id) -> JobRun | None:
         return JobRun(job, kind, publisher)
     Job.objects.filter(id=job.id).update(attempts=F("attempts") + 1)
     job.refresh_from_db()
+    if outage is not None and job.attempts > settings.JOBCAST["MAX_ATTEMPTS"]:
+        error = JobError(type="RedisUnavailable", message=f"{outage} on each of {job.attempts - 1} attempts")
+        _end(job, publisher, State.FAILED, error=error)
+        return None
     if kind is None or not kind.redeliver or job.attempts > settings.JOBCAST["MAX_ATTEMPTS"]:
         why = ("its kind is not redelivered" if kind is not None and not kind.redeliver
                else f"after {job.attempts - 1} attempts" if kind is not None else f"no job kind {job.kind!r} on this worker")
         job_fail_lost(job, why, publisher)
         return None
+    why = "Redis was unreachable" if outage is not None else "its worker was lost"
     publisher.publish_one(
-        LogEvent(job_id=str(job.id), ts=time.time(), message=f"restarted after its worker was lost (attempt {job.attempts})")
+        LogEvent(job_id=str(job.id), ts=time.time(), message=f"restarted after {why} (attempt {job.attempts})")
     )
     return JobRun(job, kind, publisher)
 
@@ -230,19 +244,28 @@ def _state_event(job: Job, state: str, when, *, result=None, error: JobError | N
 def _end(job: Job, publisher: JobPublisher, state: str, *, result=None, error: JobError | None = None) -> bool:
     """Move the job to a terminal state and publish its last event; False when it had already ended.
 
-    The row is written first, so whoever sees the terminal event and reads the job finds it
-    ended; the event's `ts` is the row's `finished_at`, so a client's folded document and a
-    fresh snapshot agree.
+    The row is written first, with the seq its terminal event is about to get, so whoever
+    sees the terminal event and reads the job finds it ended, and the row carries the seq of
+    the job's last event even if Redis is gone for longer than the publisher waits (readers
+    then get a reset snapshot with the end, never silence). The event's `ts` is the row's
+    `finished_at`, so a client's folded document and a fresh snapshot agree.
     """
     finished_at = timezone.now()
-    fields = {"result": result, "error": error.model_dump() if error else None, "finished_at": finished_at}
+    terminal_seq = publisher.seq + 1
+    fields = {"result": result, "error": error.model_dump() if error else None, "finished_at": finished_at,
+              "seq": terminal_seq}
     if publisher.latest_progress is not None:
         fields["progress"] = publisher.latest_progress.progress().model_dump()
     if not job_transition(job.id, state, **fields):
         logger.warning("job %s could not move to %s (state changed elsewhere)", job.id, state)
         return False
-    published = publisher.publish_one(_state_event(job, state, finished_at, result=result, error=error))
-    Job.objects.filter(id=job.id).update(seq=published.seq)
+    try:
+        published = publisher.publish_one(_state_event(job, state, finished_at, result=result, error=error))
+    except RedisUnavailable as exc:
+        logger.error("job %s ended %s but its terminal event could not be published: %s", job.id, state, exc)
+    else:
+        if published.seq != terminal_seq:  # the counter was ahead of this handle (it never is when one worker runs the job)
+            Job.objects.filter(id=job.id).update(seq=published.seq)
     jobs_finished.labels(job.kind, state).inc()
     if job.started_at:
         job_duration.labels(job.kind, state).observe((finished_at - job.started_at).total_seconds())
