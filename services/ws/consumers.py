@@ -45,6 +45,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
 
     groups = []
     user = None
+    token_id = None  # the API token the socket was opened with: revoking it closes the socket (4401)
     accepted = False
     admitted = False
     bad_messages = 0
@@ -106,10 +107,11 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
 
     async def admit(self) -> bool:
         """Authenticate and apply the connection limits; False when the socket was refused."""
-        self.user = await authenticate(self.scope)
-        if self.user is None:
+        credential = await authenticate(self.scope)
+        if credential is None:
             await self.refuse(CloseCode.NOT_AUTHENTICATED)
             return False
+        self.user, self.token_id = credential
         refusal = connections.refusal(self.user.id)
         if refusal:
             await self.refuse(refusal)

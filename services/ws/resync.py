@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 
 from django.conf import settings
@@ -23,6 +24,7 @@ from jobcast.events.groups import live_key
 from jobcast.events.publisher import REDIS_DOWN
 from jobcast.events.schema import CloseCode
 from jobcast.redis_client import get_async_redis
+from jobcast.ws.auth import revoked
 from jobcast.ws.limits import connections
 
 logger = logging.getLogger(__name__)
@@ -73,9 +75,13 @@ async def sweep_forever(layer) -> None:
     """Run sweep_once every JOBCAST_WS_RESYNC_SECONDS for the life of the event loop."""
     seen: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
     failed_rounds = 0
+    next_token_check = time.monotonic() + settings.JOBCAST["WS_TOKEN_RECHECK_SECONDS"]
     while True:
         await asyncio.sleep(settings.JOBCAST["WS_RESYNC_SECONDS"])
         try:
+            if time.monotonic() >= next_token_check:
+                next_token_check = time.monotonic() + settings.JOBCAST["WS_TOKEN_RECHECK_SECONDS"]
+                await close_revoked()
             await sweep_once(layer, seen)
             failed_rounds = 0
         except REDIS_DOWN as exc:
@@ -85,6 +91,16 @@ async def sweep_forever(layer) -> None:
                 await close_all(CloseCode.OVERLOADED)
         except Exception:  # noqa: BLE001 - try again next round
             logger.warning("resync sweep failed", exc_info=True)
+
+
+async def close_revoked() -> int:
+    """Close with 4401 the sockets opened with a token that was revoked (or expired) since; how many."""
+    closed = await revoked(list(connections.consumers))
+    for consumer in closed:
+        await consumer.close(code=CloseCode.NOT_AUTHENTICATED)
+    if closed:
+        logger.info("closed %d sockets whose token was revoked or expired", len(closed))
+    return len(closed)
 
 
 async def close_all(code: int) -> int:

@@ -53,6 +53,8 @@ class Env(BaseSettings):
     jobcast_proxy_ws_timeout: int = Field(3600, ge=1)
     jobcast_channel_capacity: int = Field(1000, ge=10)
     jobcast_ws_resync_seconds: float = Field(5.0, gt=0)
+    jobcast_ws_token_recheck_seconds: float = Field(30.0, gt=0)
+    jobcast_max_active_jobs_per_user: int = Field(1000, ge=0)
 
     # Servers started by `jobcast run <tier>`.
     jobcast_bind: str = "127.0.0.1"

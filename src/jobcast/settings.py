@@ -146,6 +146,8 @@ JOBCAST = {
     "WS_DRAIN_SECONDS": env.jobcast_ws_drain_seconds,
     "WS_SHUTDOWN_GRACE_SECONDS": env.jobcast_ws_shutdown_grace_seconds,
     "WS_RESYNC_SECONDS": env.jobcast_ws_resync_seconds,
+    "WS_TOKEN_RECHECK_SECONDS": env.jobcast_ws_token_recheck_seconds,
+    "MAX_ACTIVE_JOBS_PER_USER": env.jobcast_max_active_jobs_per_user,
     # The tiers' own servers (what the launcher, `jobcast run`, starts reads jobcast.env itself).
     "BIND": env.jobcast_bind,
     "FORWARDED_ALLOW_IPS": env.jobcast_forwarded_allow_ips,

@@ -76,6 +76,17 @@ def check_submit_rate(user_id) -> None:
         )
 
 
+def check_active_jobs(user_id) -> None:
+    """Enforce JOBCAST_MAX_ACTIVE_JOBS_PER_USER: queued and running jobs of one user at once."""
+    limit = settings.JOBCAST["MAX_ACTIVE_JOBS_PER_USER"]
+    if limit and Job.objects.filter(owner_id=user_id, state__in=[State.QUEUED, State.RUNNING])[:limit].count() >= limit:
+        raise ApiError(
+            429,
+            f"Too many active jobs: at most {limit} queued or running at once. Wait for some to finish.",
+            headers={"Retry-After": "10"},
+        )
+
+
 def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> tuple[Job, bool]:
     """Create and enqueue a job; returns (job, created). A reused Idempotency-Key returns the first job."""
     kind_obj, clean_params = validate_params(kind, params)
@@ -84,6 +95,7 @@ def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> t
         if existing:
             return existing, False
     check_submit_rate(user.id)
+    check_active_jobs(user.id)
     try:
         with transaction.atomic():
             job = Job.objects.create(
