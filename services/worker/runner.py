@@ -28,18 +28,24 @@ OUTAGE_PAUSE_SECONDS = (1.0, 5.0, 15.0)  # before each new attempt after an outa
 
 def run_job(job_id: str) -> None:
     """Run the job with this id to a terminal state (nothing to do when it already is in one)."""
-    outage, pauses = None, iter(OUTAGE_PAUSE_SECONDS)
-    while True:
-        try:
-            run = job_start(job_id, outage=outage)
-            if run is not None:
+    outage, pauses, lease = None, iter(OUTAGE_PAUSE_SECONDS), None
+    try:
+        while True:
+            try:
+                run = job_start(job_id, outage=outage, lease=lease)
+                if run is None:
+                    return
+                lease = run.lease  # kept across attempts after an outage: this worker still runs the job
                 _run(run)
-            return
-        except RedisUnavailable as exc:
-            outage = exc
-            pause = next(pauses, OUTAGE_PAUSE_SECONDS[-1])
-            logger.warning("job %s: %s; trying it again in %.0f s", job_id, exc, pause)
-            time.sleep(pause)
+                return
+            except RedisUnavailable as exc:
+                outage = exc
+                pause = next(pauses, OUTAGE_PAUSE_SECONDS[-1])
+                logger.warning("job %s: %s; trying it again in %.0f s", job_id, exc, pause)
+                time.sleep(pause)
+    finally:
+        if lease is not None:
+            lease.release()
 
 
 def _run(run: JobRun) -> None:

@@ -95,6 +95,7 @@ def test_a_job_that_ends_while_redis_is_gone_keeps_its_end(own_redis, user, sett
     run.publisher.publish_one(progress(str(job.id), 1))
     server.stop()
     assert job_finish(run, State.SUCCEEDED, result={"counted": 3})  # the end is recorded, not lost
+    run.lease.release()
     row = Job.objects.get(id=job.id)
     assert row.state == "succeeded" and row.seq == 3  # the seq its terminal event was to have
     restart()  # back, empty
@@ -197,7 +198,7 @@ def test_queued_jobs_a_redis_restart_lost_are_queued_again_once(own_redis, user,
 
     from jobcast.jobs.queue import QUEUE
     from jobcast.redis_client import get_redis
-    from jobcast.worker.requeue import requeue_lost_jobs
+    from jobcast.worker.recovery import requeue_lost_jobs
 
     server, restart = own_redis
     old = [job_submit(user, "demo.count", {"steps": 1})[0] for _ in range(3)]
@@ -223,7 +224,7 @@ def test_queued_jobs_are_left_alone_when_redis_keeps_its_data(own_redis, user):
     from django.utils import timezone
 
     from jobcast.redis_client import get_redis
-    from jobcast.worker.requeue import requeue_lost_jobs
+    from jobcast.worker.recovery import requeue_lost_jobs
 
     job = job_submit(user, "demo.count", {"steps": 1})[0]
     Job.objects.filter(id=job.id).update(created_at=timezone.now() - timedelta(minutes=5))

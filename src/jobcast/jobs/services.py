@@ -23,6 +23,7 @@ from jobcast.events.groups import cancel_key, submit_rate_key
 from jobcast.events.publisher import JobPublisher, RedisUnavailable, notify_user_snapshot
 from jobcast.events.schema import JobError, LogEvent, StateEvent
 from jobcast.jobs.documents import job_document
+from jobcast.jobs.lease import JobLease, wait_until_unheld
 from jobcast.jobs.models import Job
 from jobcast.jobs.queue import enqueue_job
 from jobcast.jobs.registry import JobKind, get_kind, validate_params
@@ -172,11 +173,12 @@ def job_cancel_requested(job_id) -> bool:
 
 @dataclass
 class JobRun:
-    """A job a worker is running: its row, its kind and its publish handle."""
+    """A job a worker is running: its row, its kind, its publish handle and its lease."""
 
     job: Job
     kind: JobKind
     publisher: JobPublisher
+    lease: JobLease
 
 
 def job_publisher(job: Job, *, sync_row: bool = False) -> JobPublisher:
@@ -196,45 +198,56 @@ def job_publisher(job: Job, *, sync_row: bool = False) -> JobPublisher:
     return JobPublisher(job.id, job.owner_id, seq=job.seq, after_publish=write_row)
 
 
-def job_start(job_id, *, outage: RedisUnavailable | None = None) -> JobRun | None:
+def job_start(job_id, *, outage: RedisUnavailable | None = None, lease: JobLease | None = None) -> JobRun | None:
     """Start a delivered job, or resume it after its worker was lost; None when it must not run.
 
-    A job found `running` was being run by a worker that died (or, with `outage`, by this
-    worker until Redis went away): it runs again (attempts grows) unless its kind says
-    `redeliver=False` or it ran out of attempts (JOBCAST_MAX_ATTEMPTS), in which case it
-    fails with `WorkerLost` (or `RedisUnavailable`).
+    A job found `running` is either run by a live attempt elsewhere (its lease is held: this
+    delivery is a duplicate, skipped), or was being run by a worker that died (or, with
+    `outage`, by this worker's `lease` until Redis went away): it runs again (attempts grows)
+    unless its kind says `redeliver=False` or it ran out of attempts (JOBCAST_MAX_ATTEMPTS),
+    in which case it fails with `WorkerLost` (or `RedisUnavailable`). The attempt that runs
+    holds the job's lease; the runner renews and releases it.
     """
     job = Job.objects.filter(id=job_id).first()
     if job is None or is_terminal(job.state):
         return None
     publisher = job_publisher(job, sync_row=True)
     kind = get_kind(job.kind)
+    lease = lease or JobLease(job.id)
     if job.state == State.QUEUED:
         started_at = timezone.now()
         if not job_transition(job.id, State.RUNNING, attempts=F("attempts") + 1, started_at=started_at):
             return None  # cancelled while queued
+        lease.take()
         job.state, job.started_at, job.attempts = State.RUNNING, started_at, job.attempts + 1
         publisher.publish_one(_state_event(job, State.RUNNING, started_at))
         if kind is None:
             _end(job, publisher, State.FAILED, error=JobError(type="UnknownKind", message=f"no job kind {job.kind!r} on this worker"))
+            lease.release()
             return None
-        return JobRun(job, kind, publisher)
+        return JobRun(job, kind, publisher, lease)
+    if not wait_until_unheld(job.id, mine=lease):
+        logger.info("job %s is running elsewhere (its lease is held): skipping a duplicate delivery", job.id)
+        return None
     Job.objects.filter(id=job.id).update(attempts=F("attempts") + 1)
     job.refresh_from_db()
     if outage is not None and job.attempts > settings.JOBCAST["MAX_ATTEMPTS"]:
         error = JobError(type="RedisUnavailable", message=f"{outage} on each of {job.attempts - 1} attempts")
         _end(job, publisher, State.FAILED, error=error)
+        lease.release()
         return None
     if kind is None or not kind.redeliver or job.attempts > settings.JOBCAST["MAX_ATTEMPTS"]:
         why = ("its kind is not redelivered" if kind is not None and not kind.redeliver
                else f"after {job.attempts - 1} attempts" if kind is not None else f"no job kind {job.kind!r} on this worker")
         job_fail_lost(job, why, publisher)
+        lease.release()
         return None
+    lease.take()
     why = "Redis was unreachable" if outage is not None else "its worker was lost"
     publisher.publish_one(
         LogEvent(job_id=str(job.id), ts=time.time(), message=f"restarted after {why} (attempt {job.attempts})")
     )
-    return JobRun(job, kind, publisher)
+    return JobRun(job, kind, publisher, lease)
 
 
 def job_finish(run: JobRun, state: str, *, result=None, error: JobError | None = None) -> bool:
