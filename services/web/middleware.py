@@ -9,7 +9,7 @@ import time
 from django.conf import settings
 from django.urls import resolve
 
-from jobcast.errors import error_response
+from jobcast.errors import DEPENDENCY_DOWN, error_response, unavailable_response
 from jobcast.logs import REQUEST_ID_HEADER, clean_request_id, request_id_var
 from jobcast.metrics import http_request_duration, http_requests
 
@@ -68,11 +68,17 @@ class JsonErrorMiddleware:
 
     A few errors come from code that answers in plain text (ninja's 405 "Method not
     allowed", for one); such a response is replaced by the JSON body, with the same status
-    and headers (`Allow`, `Retry-After`, ...).
+    and headers (`Allow`, `Retry-After`, ...). A view that fails because Redis or the
+    database is away answers 503 with `Retry-After` (the API's own handler does the same).
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, DEPENDENCY_DOWN):
+            return unavailable_response(exception)
+        return None
 
     def __call__(self, request):
         response = self.get_response(request)

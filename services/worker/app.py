@@ -5,6 +5,7 @@ from jobcast import django_setup
 django_setup("worker")
 
 from jobcast.jobs.queue import celery_app  # noqa: E402
-from jobcast.worker import endpoints, liveness, tasks  # noqa: E402,F401  (registers the task, the endpoints, the liveness step)
+# Imported for what they register: the task, the operator endpoints, the liveness step, the recovery checks.
+from jobcast.worker import endpoints, liveness, recovery, tasks  # noqa: E402,F401
 
 app = celery_app

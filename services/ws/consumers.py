@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from jobcast.errors import ApiError
 from jobcast.events.groups import job_group, user_group
 from jobcast.events.history import StoredEvent, read_history_async, read_live_async
+from jobcast.events.publisher import REDIS_DOWN
 from jobcast.events.schema import CancelRequest, CloseCode, ErrorMessage, SnapshotMessage
 from jobcast.jobs.documents import job_document
 from jobcast.jobs.models import Job
@@ -61,6 +62,8 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
 
     groups = []
     user = None
+    token_id = None  # the API token the socket was opened with: revoking it closes the socket (4401)
+    accepted = False
     admitted = False
     bad_messages = 0
     closed = False  # websocket.close was sent (or the client is gone): nothing more may be sent
@@ -89,7 +92,15 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        try:
+            await handler(message)
+        except REDIS_DOWN as exc:
+            # Nothing can be delivered without Redis: the client comes back (with backoff,
+            # resuming with `after`) once it answers again (docs/protocol.md, close codes).
+            logger.warning("closing a socket with 1013: Redis is unavailable (%s)", type(exc).__name__)
+            if not self.accepted:
+                await self.accept()
+            await self.close(code=CloseCode.OVERLOADED)
 
     async def job_batch(self, message):
         """Several queued messages at once (jobcast.ws.layer): handled in order."""
@@ -97,6 +108,10 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
             if self.closed:
                 return
             await self.dispatch(queued)
+
+    async def accept(self, subprotocol=None, headers=None):
+        self.accepted = True
+        await super().accept(subprotocol=subprotocol, headers=headers)
 
     async def close(self, code=None, reason=None):
         """Close once; the ASGI server raises on anything sent after websocket.close."""
@@ -117,10 +132,11 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
 
     async def admit(self) -> bool:
         """Authenticate and apply the connection limits; False when the socket was refused."""
-        self.user = await authenticate(self.scope)
-        if self.user is None:
+        credential = await authenticate(self.scope)
+        if credential is None:
             await self.refuse(CloseCode.NOT_AUTHENTICATED)
             return False
+        self.user, self.token_id = credential
         refusal = connections.refusal(self.user.id)
         if refusal:
             await self.refuse(refusal)

@@ -33,7 +33,10 @@ from collections import deque
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close
+from channels.layers import channel_layers
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from jobcast.metrics import DROPPED_QUEUE_FULL, ws_groups
 
@@ -169,6 +172,14 @@ def redis_host(url: str) -> dict:
     (the layer polls with a 0.1 s timeout of its own).
     """
     return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True}
+
+
+@receiver(setting_changed)
+def _follow_redis_url(setting, **kwargs):
+    """A changed REDIS_URL (a test's own server) gets layers on that Redis: Channels itself
+    drops its cached layers only when CHANNEL_LAYERS changes."""
+    if setting == "REDIS_URL":
+        channel_layers.backends.clear()
 
 
 class JobcastChannelLayer(RedisPubSubChannelLayer):

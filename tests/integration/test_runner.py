@@ -208,6 +208,7 @@ def test_a_reaper_ends_a_job_whose_worker_vanished_through_the_same_lifecycle(us
     job = new_job(user, steps=3)
     run = job_start(job.id)
     run.publisher.publish_one(ProgressEvent(job_id=str(job.id), ts=time.time(), current=1, total=3))
+    run.lease.release()  # its worker is gone
     abandoned = Job.objects.get(id=job.id)  # the reaper reads the row: its seq lags Redis's
     assert abandoned.state == "running" and abandoned.seq < 2
     assert job_fail_lost(abandoned, "no heartbeat for 10 minutes")

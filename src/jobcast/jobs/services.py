@@ -20,9 +20,10 @@ from django.utils import timezone
 
 from jobcast.errors import ApiError, Conflict, NotFound
 from jobcast.events.groups import cancel_key, submit_rate_key
-from jobcast.events.publisher import JobPublisher, notify_user_snapshot
+from jobcast.events.publisher import JobPublisher, RedisUnavailable, notify_user_snapshot
 from jobcast.events.schema import JobError, LogEvent, StateEvent
 from jobcast.jobs.documents import job_document
+from jobcast.jobs.lease import JobLease, wait_until_unheld
 from jobcast.jobs.models import Job
 from jobcast.jobs.queue import enqueue_job
 from jobcast.jobs.registry import JobKind, get_kind, validate_params
@@ -84,6 +85,17 @@ def check_submit_rate(user_id) -> None:
         )
 
 
+def check_active_jobs(user_id) -> None:
+    """Enforce JOBCAST_MAX_ACTIVE_JOBS_PER_USER: queued and running jobs of one user at once."""
+    limit = settings.JOBCAST["MAX_ACTIVE_JOBS_PER_USER"]
+    if limit and Job.objects.filter(owner_id=user_id, state__in=[State.QUEUED, State.RUNNING])[:limit].count() >= limit:
+        raise ApiError(
+            429,
+            f"Too many active jobs: at most {limit} queued or running at once. Wait for some to finish.",
+            headers={"Retry-After": "10"},
+        )
+
+
 def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> tuple[Job, bool]:
     """Create and enqueue a job; returns (job, created). A reused Idempotency-Key returns the first job."""
     kind_obj, clean_params = validate_params(kind, params)
@@ -92,6 +104,7 @@ def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> t
         if existing:
             return existing, False
     check_submit_rate(user.id)
+    check_active_jobs(user.id)
     try:
         with transaction.atomic():
             job = Job.objects.create(
@@ -109,11 +122,19 @@ def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> t
 
 
 def _announce_and_enqueue(job: Job) -> None:
-    """Show the new job on its owner's all-jobs streams, then queue it for a worker."""
-    # The snapshot first: a fast worker's `running` event must not reach the owner's
-    # streams before the job itself does.
-    notify_user_snapshot(job.owner_id, job_document(job))
-    enqueue_job(job.id)
+    """Show the new job on its owner's all-jobs streams, then queue it for a worker.
+
+    When Redis is away the job cannot be queued: its row is deleted again, so no job is
+    left half-created (queued, but in no queue), and the error answers the request (503).
+    """
+    try:
+        # The snapshot first: a fast worker's `running` event must not reach the owner's
+        # streams before the job itself does.
+        notify_user_snapshot(job.owner_id, job_document(job))
+        enqueue_job(job.id)
+    except Exception:
+        Job.objects.filter(id=job.id, state=State.QUEUED).delete()
+        raise
 
 
 # -- cancelling ----------------------------------------------------------------------
@@ -161,21 +182,29 @@ def job_cancel_requested(job_id) -> bool:
 
 @dataclass
 class JobRun:
-    """A job a worker is running: its row, its kind and its publish handle.
+    """A job a worker is running: its row, its kind, its publish handle and its lease.
 
-    Made only by `job_start`, which counts it in `jobcast_jobs_running`; `job_finish` uncounts it.
+    Made only by `job_start`, which counts it in `jobcast_jobs_running`; `job_finish` (or
+    `job_give_up`, for an attempt Redis's absence ended) uncounts it.
     """
 
     job: Job
     kind: JobKind
     publisher: JobPublisher
+    lease: JobLease
     counted: bool = False  # in jobcast_jobs_running until job_finish
 
 
-def _running(job: Job, kind: JobKind, publisher: JobPublisher) -> JobRun:
+def _running(job: Job, kind: JobKind, publisher: JobPublisher, lease: JobLease) -> JobRun:
     """The run this process is about to do, counted in jobcast_jobs_running (job_finish uncounts it)."""
     jobs_running.labels(job.kind).inc()
-    return JobRun(job, kind, publisher, counted=True)
+    return JobRun(job, kind, publisher, lease, counted=True)
+
+
+def _uncount(run: JobRun) -> None:
+    if run.counted:
+        run.counted = False
+        jobs_running.labels(run.job.kind).dec()
 
 
 def job_publisher(job: Job, *, sync_row: bool = False) -> JobPublisher:
@@ -195,22 +224,27 @@ def job_publisher(job: Job, *, sync_row: bool = False) -> JobPublisher:
     return JobPublisher(job.id, job.owner_id, seq=job.seq, after_publish=write_row)
 
 
-def job_start(job_id) -> JobRun | None:
+def job_start(job_id, *, outage: RedisUnavailable | None = None, lease: JobLease | None = None) -> JobRun | None:
     """Start a delivered job, or resume it after its worker was lost; None when it must not run.
 
-    A job found `running` was being run by a worker that died: it runs again (attempts
-    grows) unless its kind says `redeliver=False` or it ran out of attempts
-    (JOBCAST_MAX_ATTEMPTS), in which case it fails with `WorkerLost`.
+    A job found `running` is either run by a live attempt elsewhere (its lease is held: this
+    delivery is a duplicate, skipped), or was being run by a worker that died (or, with
+    `outage`, by this worker's `lease` until Redis went away): it runs again (attempts grows)
+    unless its kind says `redeliver=False` or it ran out of attempts (JOBCAST_MAX_ATTEMPTS),
+    in which case it fails with `WorkerLost` (or `RedisUnavailable`). The attempt that runs
+    holds the job's lease; the runner renews and releases it.
     """
     job = Job.objects.filter(id=job_id).first()
     if job is None or is_terminal(job.state):
         return None
     publisher = job_publisher(job, sync_row=True)
     kind = get_kind(job.kind)
+    lease = lease or JobLease(job.id)
     if job.state == State.QUEUED:
         started_at = timezone.now()
         if not job_transition(job.id, State.RUNNING, attempts=F("attempts") + 1, started_at=started_at):
             return None  # cancelled while queued
+        lease.take()
         job.state, job.started_at, job.attempts = State.RUNNING, started_at, job.attempts + 1
         waited = max(0.0, (started_at - job.created_at).total_seconds())
         jobs_started.labels(job.kind).inc()
@@ -220,20 +254,32 @@ def job_start(job_id) -> JobRun | None:
         publisher.publish_one(_state_event(job, State.RUNNING, started_at))
         if kind is None:
             _end(job, publisher, State.FAILED, error=JobError(type="UnknownKind", message=f"no job kind {job.kind!r} on this worker"))
+            lease.release()
             return None
-        return _running(job, kind, publisher)
+        return _running(job, kind, publisher, lease)
+    if not wait_until_unheld(job.id, mine=lease):
+        logger.info("job %s is running elsewhere (its lease is held): skipping a duplicate delivery", job.id)
+        return None
     Job.objects.filter(id=job.id).update(attempts=F("attempts") + 1)
     job.refresh_from_db()
+    if outage is not None and job.attempts > settings.JOBCAST["MAX_ATTEMPTS"]:
+        error = JobError(type="RedisUnavailable", message=f"{outage} on each of {job.attempts - 1} attempts")
+        _end(job, publisher, State.FAILED, error=error)
+        lease.release()
+        return None
     if kind is None or not kind.redeliver or job.attempts > settings.JOBCAST["MAX_ATTEMPTS"]:
         why = ("its kind is not redelivered" if kind is not None and not kind.redeliver
                else f"after {job.attempts - 1} attempts" if kind is not None else f"no job kind {job.kind!r} on this worker")
         job_fail_lost(job, why, publisher)
+        lease.release()
         return None
+    lease.take()
+    why = "Redis was unreachable" if outage is not None else "its worker was lost"
     publisher.publish_one(
-        LogEvent(job_id=str(job.id), ts=time.time(), message=f"restarted after its worker was lost (attempt {job.attempts})")
+        LogEvent(job_id=str(job.id), ts=time.time(), message=f"restarted after {why} (attempt {job.attempts})")
     )
     jobs_restarted.labels(job.kind).inc()
-    return _running(job, kind, publisher)
+    return _running(job, kind, publisher, lease)
 
 
 def job_finish(run: JobRun, state: str, *, result=None, error: JobError | None = None) -> bool:
@@ -241,9 +287,12 @@ def job_finish(run: JobRun, state: str, *, result=None, error: JobError | None =
     try:
         return _end(run.job, run.publisher, state, result=result, error=error)
     finally:
-        if run.counted:
-            run.counted = False
-            jobs_running.labels(run.job.kind).dec()
+        _uncount(run)
+
+
+def job_give_up(run: JobRun) -> None:
+    """An attempt Redis's absence ended: no longer running here (the job stays `running` for the next one)."""
+    _uncount(run)
 
 
 def job_fail_lost(job: Job, why: str, publisher: JobPublisher | None = None) -> bool:
@@ -260,19 +309,28 @@ def _state_event(job: Job, state: str, when, *, result=None, error: JobError | N
 def _end(job: Job, publisher: JobPublisher, state: str, *, result=None, error: JobError | None = None) -> bool:
     """Move the job to a terminal state and publish its last event; False when it had already ended.
 
-    The row is written first, so whoever sees the terminal event and reads the job finds it
-    ended; the event's `ts` is the row's `finished_at`, so a client's folded document and a
-    fresh snapshot agree.
+    The row is written first, with the seq its terminal event is about to get, so whoever
+    sees the terminal event and reads the job finds it ended, and the row carries the seq of
+    the job's last event even if Redis is gone for longer than the publisher waits (readers
+    then get a reset snapshot with the end, never silence). The event's `ts` is the row's
+    `finished_at`, so a client's folded document and a fresh snapshot agree.
     """
     finished_at = timezone.now()
-    fields = {"result": result, "error": error.model_dump() if error else None, "finished_at": finished_at}
+    terminal_seq = publisher.seq + 1
+    fields = {"result": result, "error": error.model_dump() if error else None, "finished_at": finished_at,
+              "seq": terminal_seq}
     if publisher.latest_progress is not None:
         fields["progress"] = publisher.latest_progress.progress().model_dump()
     if not job_transition(job.id, state, **fields):
         logger.warning("job %s could not move to %s (state changed elsewhere)", job.id, state)
         return False
-    published = publisher.publish_one(_state_event(job, state, finished_at, result=result, error=error))
-    Job.objects.filter(id=job.id).update(seq=published.seq)
+    try:
+        published = publisher.publish_one(_state_event(job, state, finished_at, result=result, error=error))
+    except RedisUnavailable as exc:
+        logger.error("job %s ended %s but its terminal event could not be published: %s", job.id, state, exc)
+    else:
+        if published.seq != terminal_seq:  # the counter was ahead of this handle (it never is when one worker runs the job)
+            Job.objects.filter(id=job.id).update(seq=published.seq)
     jobs_finished.labels(job.kind, state).inc()
     duration = (finished_at - job.started_at).total_seconds() if job.started_at else None
     if duration is not None:
