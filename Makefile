@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # PostgreSQL for the second test pass (CI must reach it; elsewhere it is skipped with a reason).
 PG_URL    ?= postgres://postgres@127.0.0.1:5432/jobcast
 
-.PHONY: run test test-sqlite test-postgres lint install bench clean
+.PHONY: run test test-sqlite test-postgres lint install bench clean screenshots
 
 $(INSTALLED): pyproject.toml
 	@python=$$(scripts/find-python) && { [ -x $(PY) ] || $$python -m venv $(VENV); }
@@ -43,6 +43,11 @@ test-postgres: $(INSTALLED)
 	else \
 	  echo "SKIPPED PostgreSQL tests: PostgreSQL at $(PG_URL) cannot be used (reason above; set PG_URL to one that can)." >&2; \
 	fi
+
+# The README's pictures, taken by the browser tests (a plain `make test` keeps them in a temporary folder).
+screenshots: $(INSTALLED)
+	@scripts/system-deps test
+	UPDATE_SCREENSHOTS=1 $(VENV)/bin/pytest -q -p no:cacheprovider tests/e2e/test_browser.py
 
 bench: $(INSTALLED)
 	@scripts/system-deps test

@@ -13,3 +13,12 @@ class GreetParams(BaseModel):
 def greet(ctx, params):
     ctx.log(f"hello {params.name}")
     return {"greeting": f"hello {params.name}"}
+
+
+class LenientParams(BaseModel):
+    times: int = 1
+
+
+@job("sample.lenient", params=LenientParams, title="Accept loose params", strict_params=False)
+def lenient(ctx, params):
+    return {"times": params.times}

@@ -25,12 +25,12 @@ class RedisServer:
         stop_process(self.process)
 
 
-def start_redis(workdir: Path) -> RedisServer:
-    """A real redis-server on a free port, keeping nothing on disk."""
+def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
+    """A real redis-server on a free port (or `port`, to restart one), keeping nothing on disk."""
     binary = find_redis_server()
     if binary is None:
         raise RuntimeError("redis-server is needed for the tests: apt-get install redis-server (make test does this as root)")
-    port = free_port()
+    port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],

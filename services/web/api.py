@@ -18,8 +18,8 @@ from ninja.renderers import BaseRenderer
 from ninja.security import HttpBearer, SessionAuth
 from pydantic import BaseModel, Field, model_validator
 
-from jobcast.accounts.services import ticket_create, token_user
-from jobcast.errors import ApiError, NotFound, error_response
+from jobcast.accounts.services import ticket_create, token_lookup
+from jobcast.errors import DEPENDENCY_DOWN, ApiError, NotFound, error_response, unavailable_response
 from jobcast.events.history import read_history
 from jobcast.jobs.documents import job_document, job_documents
 from jobcast.jobs.registry import all_kinds
@@ -36,10 +36,11 @@ class BearerToken(HttpBearer):
     """`Authorization: Bearer <token>` with a token from `jobcast token`."""
 
     def authenticate(self, request, token):
-        user = token_user(token)
-        if user is not None:
-            request.user = user
-        return user
+        api_token = token_lookup(token)
+        if api_token is None:
+            return None
+        request.user, request.api_token = api_token.user, api_token
+        return api_token.user
 
 
 class LoggedInSession(SessionAuth):
@@ -140,6 +141,15 @@ def on_too_big(request, exc):
     return error_response(413, "Request body too large.")
 
 
+def on_dependency_down(request, exc):
+    logger.warning("%s %s: a dependency is unavailable: %s", request.method, request.path, type(exc).__name__)
+    return unavailable_response(exc)
+
+
+for _unavailable in DEPENDENCY_DOWN:
+    api.add_exception_handler(_unavailable, on_dependency_down)
+
+
 @api.exception_handler(Exception)
 def on_unexpected(request, exc):
     logger.exception("unhandled error on %s %s", request.method, request.path)
@@ -217,5 +227,7 @@ def list_kinds(request):
 
 @api.post("/ws-tickets/", response={201: TicketOut, **ERRORS}, summary="A single-use WebSocket ticket")
 def create_ticket(request):
-    ticket, ttl = ticket_create(request.auth)
+    # A ticket asked for with a token is bound to it: revoking the token closes the socket too.
+    api_token = getattr(request, "api_token", None)
+    ticket, ttl = ticket_create(request.auth, token_id=api_token.id if api_token else None)
     return Status(201, {"ticket": ticket, "expires_in": ttl})

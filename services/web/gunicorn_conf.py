@@ -3,8 +3,10 @@
 from django.conf import settings
 
 from jobcast import use_settings
+from jobcast.logs import set_tier
 
 use_settings()
+set_tier("web")
 _options = settings.JOBCAST
 
 bind = f"{_options['BIND']}:{_options['WEB_PORT']}"
@@ -19,8 +21,11 @@ timeout = 60
 # connection. With gunicorn closing first (its default, 2-5 s), nginx now and then sends a
 # request on a connection gunicorn is closing and answers 502 — and never retries a POST.
 keepalive = 75
-accesslog = "-"
+# One access line per request comes from jobcast.web.middleware (with the request's id);
+# gunicorn's own lines use jobcast's logging (JSON or text, jobcast.logs).
+accesslog = None
 errorlog = "-"
+logconfig_dict = settings.LOGGING
 loglevel = _options["LOG_LEVEL"]
 # nginx is the only client; its X-Forwarded-* are trusted from these addresses
 # (JOBCAST_FORWARDED_ALLOW_IPS: loopback by default, the compose network in compose).

@@ -3,13 +3,48 @@ and the operator endpoints served without the host check."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
 from django.urls import resolve
 
-from jobcast.errors import error_response
+from jobcast.errors import DEPENDENCY_DOWN, error_response, unavailable_response
+from jobcast.logs import REQUEST_ID_HEADER, clean_request_id, request_id_var
 from jobcast.metrics import http_request_duration, http_requests
+
+access_logger = logging.getLogger("jobcast.web.access")
+OPERATOR_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class RequestContextMiddleware:
+    """Gives each request an id (nginx's X-Request-ID, or a new one), echoes it, and logs one line per request.
+
+    The id is in every log line the request causes (jobcast.logs), in the answer's
+    X-Request-ID, and travels with a submitted job to the worker's lines. Probes and scrapes
+    of the operator endpoints are logged at DEBUG only.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = clean_request_id(request.headers.get(REQUEST_ID_HEADER))
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+            response[REQUEST_ID_HEADER] = request_id
+            match = getattr(request, "resolver_match", None)
+            access_logger.log(
+                logging.DEBUG if request.path_info in OPERATOR_PATHS else logging.INFO,
+                "%s %s %s", request.method, request.path, response.status_code,
+                extra={"method": request.method, "route": f"/{match.route}" if match is not None and match.route else None,
+                       "status": response.status_code, "duration_ms": round((time.perf_counter() - started) * 1000, 2)},
+            )
+            return response
+        finally:
+            request_id_var.reset(token)
 
 
 class RequestMetricsMiddleware:
@@ -33,11 +68,17 @@ class JsonErrorMiddleware:
 
     A few errors come from code that answers in plain text (ninja's 405 "Method not
     allowed", for one); such a response is replaced by the JSON body, with the same status
-    and headers (`Allow`, `Retry-After`, ...).
+    and headers (`Allow`, `Retry-After`, ...). A view that fails because Redis or the
+    database is away answers 503 with `Retry-After` (the API's own handler does the same).
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, DEPENDENCY_DOWN):
+            return unavailable_response(exception)
+        return None
 
     def __call__(self, request):
         response = self.get_response(request)
@@ -79,7 +120,7 @@ class OperatorEndpointsMiddleware:
     failure is still JSON.
     """
 
-    PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+    PATHS = OPERATOR_PATHS
 
     def __init__(self, get_response):
         self.get_response = get_response

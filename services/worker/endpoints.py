@@ -2,7 +2,9 @@
 
 Celery has no HTTP server, so the worker's main process runs a small one in a thread,
 started when the worker is ready; the pool processes write their metrics to the shared
-multiprocess folder that /metrics merges (jobcast.metrics).
+multiprocess folder that /metrics merges (jobcast.metrics). /healthz answers 503 when the
+Celery consumer is not running or not consuming the queue (jobcast.worker.liveness), so a
+liveness probe restarts a worker that would otherwise sit idle with its process alive.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import threading
 from http import HTTPStatus
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from celery.signals import worker_process_shutdown, worker_ready
+from celery.signals import setup_logging, worker_process_shutdown, worker_ready
 from django.conf import settings
 
 from jobcast.errors import error_body
-from jobcast.health import ALIVE, check_redis, readiness
+from jobcast.health import check_redis, readiness
 from jobcast.jobs.queue import QUEUE
-from jobcast.metrics import QueueDepthCollector, render_latest
+from jobcast.jobs.registry import all_kinds
+from jobcast.metrics import QueueCollector, WorkerCollector, prebind_kinds, render_latest
 from jobcast.redis_client import get_redis
+from jobcast.worker.liveness import busy_processes, check_consumer, consumer_alive, pool_processes
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +34,13 @@ def operator_app(environ, start_response):
     """WSGI app for the worker's health and metrics endpoints."""
     path = environ.get("PATH_INFO", "")
     if path == "/metrics":
-        body, content_type = render_latest(QueueDepthCollector(get_redis(), QUEUE))
+        body, content_type = render_latest(
+            QueueCollector(get_redis(), QUEUE), WorkerCollector(consumer_alive, pool_processes, busy_processes)
+        )
         start_response("200 OK", [("Content-Type", content_type)])
         return [body]
     if path == "/healthz":
-        return _json(start_response, 200, ALIVE)
+        return _json(start_response, *readiness({"consumer": check_consumer}))
     if path == "/readyz":
         return _json(start_response, *readiness({"redis": check_redis}))
     return _json(start_response, 404, error_body("Not found."))
@@ -58,8 +64,17 @@ def serve_operator_endpoints(host: str, port: int) -> WSGIServer:
     return server
 
 
+@setup_logging.connect
+def _use_jobcast_logging(**kwargs):
+    """Celery leaves logging alone when this signal has a receiver: jobcast's format (jobcast.logs) stays."""
+    import logging.config
+
+    logging.config.dictConfig(settings.LOGGING)
+
+
 @worker_ready.connect
 def _start_endpoints(**kwargs):
+    prebind_kinds(kind.name for kind in all_kinds())
     port = settings.JOBCAST["WORKER_METRICS_PORT"]
     if port:
         try:

@@ -2,7 +2,7 @@
 
 from jobcast import django_setup
 
-django_setup()
+django_setup("ws")
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

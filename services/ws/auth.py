@@ -9,6 +9,7 @@ every socket's scope, for a stream that never writes to its session.
 from __future__ import annotations
 
 from importlib import import_module
+from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
@@ -18,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.http import parse_cookie
 from django.http.request import validate_host
 
-from jobcast.accounts.services import ticket_redeem, token_user
+from jobcast.accounts.services import Ticket, ticket_redeem, token_lookup, tokens_still_usable
 from jobcast.redis_client import get_async_redis
 
 
@@ -28,7 +29,8 @@ def query_params(scope) -> dict[str, str]:
     return {k: v[0] for k, v in parsed.items()}
 
 
-def _header(scope, name: bytes) -> str | None:
+def header(scope, name: bytes) -> str | None:
+    """A handshake header's value (latin-1), or None."""
     for key, value in scope.get("headers", []):
         if key == name:
             return value.decode("latin-1")
@@ -37,7 +39,7 @@ def _header(scope, name: bytes) -> str | None:
 
 def origin_allowed(scope) -> bool:
     """Whether the handshake's Origin is one of ALLOWED_HOSTS (a browser's cross-site guard)."""
-    origin = _header(scope, b"origin")
+    origin = header(scope, b"origin")
     if not origin:
         return False
     host = urlsplit(origin).hostname
@@ -45,13 +47,16 @@ def origin_allowed(scope) -> bool:
 
 
 @database_sync_to_async
-def _user_by_id(user_id: int):
-    return get_user_model().objects.filter(id=user_id, is_active=True).first()
+def _token(raw: str):
+    return token_lookup(raw)
 
 
 @database_sync_to_async
-def _user_by_token(token: str):
-    return token_user(token)
+def _ticket_holder(ticket: Ticket):
+    """The ticket's user, if active, and its token while still usable (a revoked one admits nobody)."""
+    if ticket.token_id is not None and not tokens_still_usable([ticket.token_id]):
+        return None
+    return get_user_model().objects.filter(id=ticket.user_id, is_active=True).first()
 
 
 class _SessionOnly:
@@ -69,16 +74,33 @@ def _user_by_session(session_key: str):
     return user if user.is_authenticated else None
 
 
-async def authenticate(scope):
-    """The handshake's user, or None: ticket, then Bearer header, then the session cookie."""
+class Credential(NamedTuple):
+    user: object
+    token_id: int | None  # the API token the socket was opened with (directly or through a ticket)
+
+
+async def authenticate(scope) -> Credential | None:
+    """The handshake's user and token, or None: ticket, then Bearer header, then the session cookie."""
     ticket = query_params(scope).get("ticket")
     if ticket:
-        user_id = await ticket_redeem(get_async_redis(), ticket)
-        return await _user_by_id(user_id) if user_id else None
-    authorization = _header(scope, b"authorization") or ""
+        redeemed = await ticket_redeem(get_async_redis(), ticket)
+        user = await _ticket_holder(redeemed) if redeemed else None
+        return Credential(user, redeemed.token_id) if user else None
+    authorization = header(scope, b"authorization") or ""
     if authorization.lower().startswith("bearer "):
-        return await _user_by_token(authorization[7:].strip())
-    session_key = parse_cookie(_header(scope, b"cookie") or "").get(settings.SESSION_COOKIE_NAME)
+        token = await _token(authorization[7:].strip())
+        return Credential(token.user, token.id) if token else None
+    session_key = parse_cookie(header(scope, b"cookie") or "").get(settings.SESSION_COOKIE_NAME)
     if session_key and origin_allowed(scope):
-        return await _user_by_session(session_key)
+        user = await _user_by_session(session_key)
+        return Credential(user, None) if user else None
     return None
+
+
+async def revoked(consumers) -> list:
+    """The consumers whose socket was opened with a token that has since been revoked or has expired."""
+    with_tokens = [c for c in consumers if getattr(c, "token_id", None) is not None]
+    if not with_tokens:
+        return []
+    usable = await database_sync_to_async(tokens_still_usable)([c.token_id for c in with_tokens])
+    return [c for c in with_tokens if c.token_id not in usable]

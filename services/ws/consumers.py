@@ -10,7 +10,7 @@ plumbing: handshake, Redis reads, frames out, close codes.
 from __future__ import annotations
 
 import logging
-import time
+from time import perf_counter
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
@@ -20,15 +20,28 @@ from pydantic import ValidationError
 from jobcast.errors import ApiError
 from jobcast.events.groups import ALL_JOBS_GROUP, job_group, user_group
 from jobcast.events.history import StoredEvent, read_history_async, read_live_async
+from jobcast.events.publisher import REDIS_DOWN
 from jobcast.events.schema import CancelRequest, CloseCode, ErrorMessage, SnapshotMessage, StaffSnapshotMessage
 from jobcast.jobs.documents import job_document
 from jobcast.jobs.models import Job
 from jobcast.jobs.selectors import job_get_for_user, jobs_active_all, jobs_active_for_user
 from jobcast.jobs.services import job_request_cancel
 from jobcast.jobs.states import is_terminal
-from jobcast.metrics import event_latency, ws_messages_sent, ws_slow_reader_closes
+from jobcast.logs import clean_request_id, job_id_var, request_id_var
+from jobcast.metrics import (
+    DROPPED_DUPLICATE,
+    REFUSED_BY_CODE,
+    SEND_DURATION,
+    SENT_BY_TYPE,
+    count_close,
+    observe_event_latency,
+    prebind_ws,
+    ws_group_joins,
+    ws_handshakes_refused,
+    ws_messages_sent,
+)
 from jobcast.redis_client import get_async_redis
-from jobcast.ws.auth import authenticate, query_params
+from jobcast.ws.auth import authenticate, header, query_params
 from jobcast.ws.limits import connections
 from jobcast.ws.resync import ensure_sweeper
 from jobcast.ws.stream import StreamCursor, Verdict
@@ -37,7 +50,12 @@ logger = logging.getLogger(__name__)
 
 MAX_BAD_MESSAGES = 5  # after this many unusable client messages the socket is closed (1008)
 
-SENT_COUNTERS = {kind: ws_messages_sent.labels(kind) for kind in ("snapshot", "progress", "log", "state", "error")}
+prebind_ws()  # every close code and refusal reason at 0 in this ws process
+
+
+def count_refusal(code: int) -> None:
+    """Count a refused handshake by its close code."""
+    (REFUSED_BY_CODE.get(code) or ws_handshakes_refused.labels(str(code), "other")).inc()
 
 
 class _JobcastConsumer(AsyncWebsocketConsumer):
@@ -45,11 +63,19 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
 
     groups = []
     user = None
+    token_id = None  # the API token the socket was opened with: revoking it closes the socket (4401)
+    accepted = False
     admitted = False
     bad_messages = 0
     closed = False  # websocket.close was sent (or the client is gone): nothing more may be sent
+    close_code: int | None = None  # the code this side closed with, for jobcast_ws_connections_closed_total
 
     async def __call__(self, scope, receive, send):
+        # This socket's task logs with the handshake's request id (nginx's X-Request-ID) and job.
+        request_id_var.set(clean_request_id(header(scope, b"x-request-id")))
+        job_id = scope.get("url_route", {}).get("kwargs", {}).get("job_id")
+        if job_id:
+            job_id_var.set(job_id)
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -67,7 +93,15 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        try:
+            await handler(message)
+        except REDIS_DOWN as exc:
+            # Nothing can be delivered without Redis: the client comes back (with backoff,
+            # resuming with `after`) once it answers again (docs/protocol.md, close codes).
+            logger.warning("closing a socket with 1013: Redis is unavailable (%s)", type(exc).__name__)
+            if not self.accepted:
+                await self.accept()
+            await self.close(code=CloseCode.OVERLOADED)
 
     async def job_batch(self, message):
         """Several queued messages at once (jobcast.ws.layer): handled in order."""
@@ -76,11 +110,16 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
                 return
             await self.dispatch(queued)
 
+    async def accept(self, subprotocol=None, headers=None):
+        self.accepted = True
+        await super().accept(subprotocol=subprotocol, headers=headers)
+
     async def close(self, code=None, reason=None):
         """Close once; the ASGI server raises on anything sent after websocket.close."""
         if self.closed:
             return
         self.closed = True
+        self.close_code = code if code is not None else 1000
         try:
             await super().close(code=code, reason=reason)
         except OSError:  # uvicorn's ClientDisconnected: the client is already gone
@@ -88,15 +127,17 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
 
     async def refuse(self, code: int) -> None:
         """Accept then close with `code`: a close code only reaches the client after the handshake."""
+        count_refusal(code)
         await self.accept()
         await self.close(code=code)
 
     async def admit(self) -> bool:
         """Authenticate and apply the connection limits; False when the socket was refused."""
-        self.user = await authenticate(self.scope)
-        if self.user is None:
+        credential = await authenticate(self.scope)
+        if credential is None:
             await self.refuse(CloseCode.NOT_AUTHENTICATED)
             return False
+        self.user, self.token_id = credential
         refusal = connections.refusal(self.user.id)
         if refusal:
             await self.refuse(refusal)
@@ -108,17 +149,23 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
     async def join(self, group: str) -> None:
         """Join a group (awaited: the process's SUBSCRIBE is sent before history is read)."""
         await self.channel_layer.group_add(group, self.channel_name)
+        ws_group_joins.inc()
         self.groups = [*self.groups, group]
         ensure_sweeper(self.channel_layer)
 
     async def disconnect(self, code):
-        await self.release()
+        await self.release(code)
 
-    async def release(self) -> None:
-        """Give back the connection slot and leave the groups (once; safe to call again)."""
+    async def release(self, code=None) -> None:
+        """Give back the connection slot and leave the groups (once; safe to call again).
+
+        The socket is counted as closed with the code this side closed it with, else the
+        client's (`code`), else 1006 (it ended without a close frame).
+        """
         if self.admitted:
             connections.close(self, self.user.id)
             self.admitted = False
+            count_close(self.close_code or code or 1006)
         groups, self.groups = self.groups, []
         for group in groups:
             try:
@@ -153,22 +200,23 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         """Send one JSON text frame as published (no re-encoding), counted by message type."""
         if self.closed:
             return
+        started = perf_counter()
         try:
             await self.send(text_data=text)
         except OSError:
             # uvicorn's ClientDisconnected: the client went away; its websocket.disconnect follows.
             self.closed = True
             return
-        (SENT_COUNTERS.get(kind) or ws_messages_sent.labels(kind)).inc()
+        SEND_DURATION.observe(perf_counter() - started)
+        (SENT_BY_TYPE.get(kind) or ws_messages_sent.labels(kind)).inc()
 
     async def send_live(self, message: dict) -> None:
         """Send a live event from the channel layer, timing its way from the publisher."""
         await self.send_text(message["text"], message["event"])
-        event_latency.observe(max(0.0, time.time() - message["ts"]))
+        observe_event_latency(message["ts"])
 
     async def close_too_slow(self) -> None:
-        """The reader fell behind further than can be repaired: it resumes with `after`."""
-        ws_slow_reader_closes.inc()
+        """The reader fell behind further than can be repaired: it resumes with `after` (counted as a 4408 close)."""
         await self.close(code=CloseCode.TOO_SLOW)
 
 
@@ -245,6 +293,7 @@ class JobConsumer(_JobcastConsumer):
             await self.repair_gap()
             verdict = cursor.verdict(seq)
         if verdict is not Verdict.SEND:
+            DROPPED_DUPLICATE.inc()  # sent already (from history, or a repeated message)
             return
         await self.send_live(message)
         cursor.sent(seq, message["terminal"])
@@ -310,6 +359,7 @@ class UserJobsConsumer(_JobcastConsumer):
     async def job_event(self, message):
         job_id = message["job_id"]
         if message["seq"] <= self.last_seqs.get(job_id, 0):
+            DROPPED_DUPLICATE.inc()
             return
         await self.send_live(message)
         if message["terminal"]:
@@ -331,5 +381,6 @@ class NoSuchEndpoint(AsyncWebsocketConsumer):
     """Any other path under /ws/: refused with 4404."""
 
     async def connect(self):
+        count_refusal(CloseCode.NOT_FOUND)
         await self.accept()
         await self.close(code=CloseCode.NOT_FOUND)

@@ -33,9 +33,12 @@ from collections import deque
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close
+from channels.layers import channel_layers
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
-from jobcast.metrics import ws_messages_dropped
+from jobcast.metrics import DROPPED_QUEUE_FULL, ws_groups
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ class SocketQueue(asyncio.Queue):
 
     def put_nowait(self, item) -> None:
         if self.qsize() >= self.capacity:
-            ws_messages_dropped.inc()
+            DROPPED_QUEUE_FULL.inc()
             self.queue_marker()
             return
         super().put_nowait(item)
@@ -95,6 +98,7 @@ class ConfirmedShardConnection(RedisSingleShardConnection):
                 self._ensure_receiver()
                 await self._pubsub.subscribe(channel)
                 self._subscribed_to.add(channel)
+                ws_groups.inc()
                 confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
                 self._pongs.append(confirmed)
                 await self._pubsub.ping(CONFIRM_PING)  # answered after the SUBSCRIBE, on this connection
@@ -111,8 +115,10 @@ class ConfirmedShardConnection(RedisSingleShardConnection):
                 self._ensure_receiver()
                 await self._pubsub.unsubscribe(channel)
                 self._subscribed_to.remove(channel)
+                ws_groups.dec()
 
     async def flush(self):
+        ws_groups.dec(len(self._subscribed_to))
         await super().flush()
         self._confirmed.clear()
         self._pongs.clear()
@@ -166,6 +172,14 @@ def redis_host(url: str) -> dict:
     (the layer polls with a 0.1 s timeout of its own).
     """
     return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True}
+
+
+@receiver(setting_changed)
+def _follow_redis_url(setting, **kwargs):
+    """A changed REDIS_URL (a test's own server) gets layers on that Redis: Channels itself
+    drops its cached layers only when CHANNEL_LAYERS changes."""
+    if setting == "REDIS_URL":
+        channel_layers.backends.clear()
 
 
 class JobcastChannelLayer(RedisPubSubChannelLayer):

@@ -10,7 +10,7 @@ from collections import Counter
 from django.conf import settings
 
 from jobcast.events.schema import CloseCode
-from jobcast.metrics import ws_connections
+from jobcast.metrics import ws_connections, ws_connections_opened
 
 
 class ConnectionBook:
@@ -38,6 +38,7 @@ class ConnectionBook:
         self.per_user[user_id] += 1
         self.consumers.add(consumer)
         ws_connections.inc()
+        ws_connections_opened.inc()
 
     def close(self, consumer, user_id) -> None:
         """Forget a closed socket."""

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 
 from django.conf import settings
 
 from jobcast.events.groups import live_key
+from jobcast.events.publisher import REDIS_DOWN
+from jobcast.events.schema import CloseCode
 from jobcast.redis_client import get_async_redis
+from jobcast.ws.auth import revoked
 from jobcast.ws.limits import connections
 
 logger = logging.getLogger(__name__)
@@ -44,6 +48,8 @@ async def sweep_once(layer, seen: dict) -> int:
                 if getattr(c, "resumable", False) and c.job is not None and not c.cursor.finished]
     if not watching:
         seen.clear()
+        if connections.consumers:
+            await get_async_redis().ping()  # all-jobs streams only: still notice an outage
         return 0
     latest = await latest_seqs(sorted({str(c.job.id) for c in watching}))
     nudged = 0
@@ -60,15 +66,53 @@ async def sweep_once(layer, seen: dict) -> int:
     return nudged
 
 
+# Rounds in a row that could not reach Redis before this process's sockets are closed with
+# 1013: nothing reaches them meanwhile, and their clients resume (with backoff) once it is back.
+OUTAGE_ROUNDS = 2
+
+
 async def sweep_forever(layer) -> None:
     """Run sweep_once every JOBCAST_WS_RESYNC_SECONDS for the life of the event loop."""
     seen: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+    failed_rounds = 0
+    next_token_check = time.monotonic() + settings.JOBCAST["WS_TOKEN_RECHECK_SECONDS"]
     while True:
         await asyncio.sleep(settings.JOBCAST["WS_RESYNC_SECONDS"])
         try:
+            if time.monotonic() >= next_token_check:
+                next_token_check = time.monotonic() + settings.JOBCAST["WS_TOKEN_RECHECK_SECONDS"]
+                await close_revoked()
             await sweep_once(layer, seen)
-        except Exception:  # noqa: BLE001 - Redis may be away for a while; try again next round
+            failed_rounds = 0
+        except REDIS_DOWN as exc:
+            failed_rounds += 1
+            logger.warning("resync sweep: Redis unavailable (%s), round %d", type(exc).__name__, failed_rounds)
+            if failed_rounds == OUTAGE_ROUNDS:
+                await close_all(CloseCode.OVERLOADED)
+        except Exception:  # noqa: BLE001 - try again next round
             logger.warning("resync sweep failed", exc_info=True)
+
+
+async def close_revoked() -> int:
+    """Close with 4401 the sockets opened with a token that was revoked (or expired) since; how many."""
+    closed = await revoked(list(connections.consumers))
+    for consumer in closed:
+        await consumer.close(code=CloseCode.NOT_AUTHENTICATED)
+    if closed:
+        logger.info("closed %d sockets whose token was revoked or expired", len(closed))
+    return len(closed)
+
+
+async def close_all(code: int) -> int:
+    """Close every socket of this process with `code`; how many."""
+    consumers = list(connections.consumers)
+    logger.warning("closing %d sockets with %d: Redis has been unavailable for a while", len(consumers), code)
+    for consumer in consumers:
+        try:
+            await consumer.close(code=code)
+        except Exception:  # noqa: BLE001 - a socket that is already gone needs no closing
+            logger.debug("socket already closed", exc_info=True)
+    return len(consumers)
 
 
 def ensure_sweeper(layer) -> None:

@@ -25,6 +25,7 @@ from django.conf import settings
 
 from jobcast import use_settings
 from jobcast.events.schema import CloseCode
+from jobcast.logs import set_tier
 from jobcast.ws.limits import connections
 from jobcast.ws.protocol import JobcastWebSocketProtocol
 
@@ -86,6 +87,7 @@ def make_config(argv: list[str] | None = None) -> uvicorn.Config:
     parser.add_argument("--host", default=options["BIND"])
     parser.add_argument("--port", type=int, default=options["WS_PORT"])
     args = parser.parse_args(argv)
+    set_tier("ws" if args.app == "jobcast.ws.asgi:application" else "frontdoor")
     return uvicorn.Config(
         args.app,
         host=args.host,
@@ -108,6 +110,7 @@ def make_config(argv: list[str] | None = None) -> uvicorn.Config:
         # cancelled (a socket whose close handshake hangs, a consumer stuck in a query).
         timeout_graceful_shutdown=options["WS_SHUTDOWN_GRACE_SECONDS"],
         log_level=options["LOG_LEVEL"],
+        log_config=settings.LOGGING,  # jobcast's format for uvicorn's lines too (jobcast.logs)
     )
 
 

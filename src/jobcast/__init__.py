@@ -16,9 +16,16 @@ def use_settings() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS_MODULE
 
 
-def django_setup() -> None:
-    """Use jobcast's settings and initialise Django (every entry point calls this)."""
+def django_setup(tier: str | None = None) -> None:
+    """Use jobcast's settings and initialise Django (every entry point calls this, naming its tier for the logs)."""
     use_settings()
+    if tier:
+        import logging
+
+        from jobcast.logs import set_tier
+
+        set_tier(tier)
+        logging.captureWarnings(True)  # warnings become log lines (JSON too), not raw stderr text
     import django
 
     django.setup()

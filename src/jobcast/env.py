@@ -44,6 +44,7 @@ class Env(BaseSettings):
     jobcast_max_attempts: int = Field(3, ge=1)
     jobcast_visibility_timeout: int = Field(3600, ge=10)
     jobcast_cancel_check_interval: float = Field(0.2, gt=0, le=1.0)
+    jobcast_redis_retry_seconds: float = Field(30.0, ge=0)
     jobcast_ws_max_connections: int = Field(10000, ge=1)
     jobcast_ws_max_connections_per_user: int = Field(1000, ge=1)
     jobcast_ws_ping_interval: float = Field(20.0, gt=0)
@@ -52,6 +53,8 @@ class Env(BaseSettings):
     jobcast_proxy_ws_timeout: int = Field(3600, ge=1)
     jobcast_channel_capacity: int = Field(1000, ge=10)
     jobcast_ws_resync_seconds: float = Field(5.0, gt=0)
+    jobcast_ws_token_recheck_seconds: float = Field(30.0, gt=0)
+    jobcast_max_active_jobs_per_user: int = Field(1000, ge=0)
 
     # Servers started by `jobcast run <tier>`.
     jobcast_bind: str = "127.0.0.1"
@@ -67,6 +70,8 @@ class Env(BaseSettings):
     jobcast_worker_concurrency: int = Field(2, ge=1)
     jobcast_worker_shutdown_seconds: float = Field(25.0, ge=0)
     jobcast_log_level: str = "info"
+    jobcast_log_format: Literal["json", "text"] = "json"
+    jobcast_celery_task_events: bool = False
     jobcast_worker_metrics_port: int = Field(9101, ge=0, le=65535)
     # prometheus-client reads this itself; `jobcast run web|worker` sets it (jobcast.metrics).
     prometheus_multiproc_dir: str = ""

@@ -7,7 +7,22 @@ tier turns the same errors into an `error` frame or a close code.
 
 from __future__ import annotations
 
+import kombu.exceptions
+import redis.exceptions
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
+
+# What a dependency that is down, restarting or failing over raises: the request may succeed
+# later, so the client gets 503 with Retry-After rather than a 500 (docs/protocol.md).
+DEPENDENCY_DOWN = (
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError (a restarted Redis loading its data)
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,  # a replica promoted late in a failover
+    kombu.exceptions.OperationalError,  # Celery could not reach its broker (Redis) to queue a job
+    OperationalError,  # the database refused or dropped the connection
+    InterfaceError,
+)
+RETRY_AFTER_SECONDS = 5
 
 
 def error_body(detail: str, errors: list | None = None) -> dict:
@@ -21,6 +36,13 @@ def error_response(status: int, detail: str, errors: list | None = None, headers
     for name, value in (headers or {}).items():
         response[name] = value
     return response
+
+
+def unavailable_response(exc: BaseException) -> JsonResponse:
+    """503 for a dependency that is away: which one, and when to try again (never its address or credentials)."""
+    which = "the database" if isinstance(exc, (OperationalError, InterfaceError)) else "Redis"
+    return error_response(503, f"Service unavailable: {which} cannot be reached. Try again shortly.",
+                          headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 class ApiError(Exception):

@@ -8,7 +8,7 @@ middleware.
 
 from jobcast import django_setup
 
-django_setup()
+django_setup("frontdoor")
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402

@@ -1,7 +1,8 @@
 """Readiness, written once for the three tiers: which dependencies answer (docs/operations.md).
 
 Each tier's /readyz runs the checks it needs (web and ws: database and Redis; the worker:
-Redis) through `readiness` and answers with its status and body.
+Redis) through `readiness` and answers with its status and body. The worker's /healthz runs
+its consumer check (jobcast.worker.liveness) through the same helper.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def readiness(checks: dict[str, Callable[[], None]]) -> tuple[int, dict]:
             check()
             results[name] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            results[name] = f"error: {type(exc).__name__}"
+            # Only our own checks' messages are shown; a driver's may name hosts and users.
+            detail = f": {exc}" if getattr(exc, "public_detail", False) else ""
+            results[name] = f"error: {type(exc).__name__}{detail}"
     ready = all(result == "ok" for result in results.values())
     return (200 if ready else 503), {"status": "ok" if ready else "unavailable", "checks": results}

@@ -10,6 +10,7 @@ from pathlib import Path
 import dj_database_url
 
 from jobcast.env import get_env
+from jobcast.logs import logging_config
 
 env = get_env()
 DATA_DIR: Path = env.data_dir
@@ -52,6 +53,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The request's id (X-Request-ID from nginx, or a new one) for its log lines and its answer.
+    "jobcast.web.middleware.RequestContextMiddleware",
     "jobcast.web.middleware.RequestMetricsMiddleware",
     "jobcast.web.middleware.JsonErrorMiddleware",
     "jobcast.web.middleware.BodySizeLimitMiddleware",
@@ -132,14 +135,9 @@ STATICFILES_DIRS = [WEB_TIER_DIR / "static"]
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.jobcast_max_body_bytes
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.jobcast_log_level.upper()},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+# JSON lines (JOBCAST_LOG_FORMAT=json) or readable text; the servers' loggers use the same
+# dictionary (jobcast.logs, docs/operations.md "Logs").
+LOGGING = logging_config(env.jobcast_log_format, env.jobcast_log_level)
 
 # jobcast's own options. Everything that runs reads them from here, never from the
 # environment, so a test (or a product's settings) changes one place (docs/configuration.md).
@@ -155,12 +153,15 @@ JOBCAST = {
     "MAX_ATTEMPTS": env.jobcast_max_attempts,
     "VISIBILITY_TIMEOUT": env.jobcast_visibility_timeout,
     "CANCEL_CHECK_INTERVAL": env.jobcast_cancel_check_interval,
+    "REDIS_RETRY_SECONDS": env.jobcast_redis_retry_seconds,
     "WS_MAX_CONNECTIONS": env.jobcast_ws_max_connections,
     "WS_MAX_CONNECTIONS_PER_USER": env.jobcast_ws_max_connections_per_user,
     "WS_PING_INTERVAL": env.jobcast_ws_ping_interval,
     "WS_DRAIN_SECONDS": env.jobcast_ws_drain_seconds,
     "WS_SHUTDOWN_GRACE_SECONDS": env.jobcast_ws_shutdown_grace_seconds,
     "WS_RESYNC_SECONDS": env.jobcast_ws_resync_seconds,
+    "WS_TOKEN_RECHECK_SECONDS": env.jobcast_ws_token_recheck_seconds,
+    "MAX_ACTIVE_JOBS_PER_USER": env.jobcast_max_active_jobs_per_user,
     # The tiers' own servers (what the launcher, `jobcast run`, starts reads jobcast.env itself).
     "BIND": env.jobcast_bind,
     "FORWARDED_ALLOW_IPS": env.jobcast_forwarded_allow_ips,
@@ -171,6 +172,8 @@ JOBCAST = {
     "WORKER_SHUTDOWN_SECONDS": env.jobcast_worker_shutdown_seconds,
     "WORKER_METRICS_PORT": env.jobcast_worker_metrics_port,
     "LOG_LEVEL": env.jobcast_log_level,
+    "LOG_FORMAT": env.jobcast_log_format,
+    "CELERY_TASK_EVENTS": env.jobcast_celery_task_events,
     # prometheus-client reads this variable itself; `jobcast run web|worker` sets it.
     "PROMETHEUS_MULTIPROC_DIR": env.prometheus_multiproc_dir,
 }

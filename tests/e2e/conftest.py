@@ -98,11 +98,14 @@ def start_stack(data_dir: Path, **extra_env: str) -> tuple[LiveStack, callable]:
         PYTHONUNBUFFERED="1",
     )
     env.update(extra_env)
+    port, web_port, ws_port = (int(env[name]) for name in ("JOBCAST_PORT", "JOBCAST_WEB_PORT", "JOBCAST_WS_PORT"))
+    env["JOBCAST_URL"] = f"http://127.0.0.1:{port}"
     drop_database = None
     if os.environ.get("DATABASE_URL", "").startswith("postgres"):
         env["DATABASE_URL"], drop_database = _postgres_database(os.environ["DATABASE_URL"])
     else:
         env.pop("DATABASE_URL", None)
+    data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "stack.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(

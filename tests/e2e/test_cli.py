@@ -215,7 +215,10 @@ def test_watch_cancelled_job_exits_3(cli):
         assert first["type"] == "snapshot" and first["job"]["id"] == job_id
         with cli.client(USER) as client:
             assert client.post(f"/api/jobs/{job_id}/cancel/").status_code == 202
-        out, err = watcher.communicate(timeout=60)
+        watcher.wait(timeout=60)
+        # Read through the same buffered stream as readline() above: communicate() reads the
+        # raw pipe and would miss lines readline() had already buffered (it lost seq 8 once).
+        out, err = watcher.stdout.read(), watcher.stderr.read()
     finally:
         watcher.kill()
     assert watcher.returncode == 3, err

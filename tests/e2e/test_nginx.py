@@ -196,8 +196,8 @@ class Upstream:
         self.server.server_close()
 
 
-def start_nginx(prefix: Path, web: list[str], trusted_proxies: str = "127.0.0.1"):
-    """Real nginx with the template rendered for these web upstreams; returns (base URL, process)."""
+def start_nginx(prefix: Path, web: list[str], trusted_proxies: str = "127.0.0.1", ws: list[str] | None = None):
+    """Real nginx with the template rendered for these web (and ws) upstreams; returns (base URL, process)."""
     nginx = find_nginx()
     assert nginx, "nginx is not installed (scripts/system-deps test installs it)"
     prefix.mkdir(parents=True, exist_ok=True)
@@ -206,7 +206,7 @@ def start_nginx(prefix: Path, web: list[str], trusted_proxies: str = "127.0.0.1"
     port = free_port()
     conf = prefix / "nginx.conf"
     conf.write_text(render_nginx_config(
-        REPO / "deploy" / "nginx" / "jobcast.conf.template", listen=f"127.0.0.1:{port}", web=web, ws=web,
+        REPO / "deploy" / "nginx" / "jobcast.conf.template", listen=f"127.0.0.1:{port}", web=web, ws=ws or web,
         max_body_bytes=1_048_576, static_root=str(prefix / "static"), temp_dir=str(prefix),
         pid_file=str(prefix / "nginx.pid"), error_log=str(prefix / "error.log"),
         access_log=str(prefix / "access.log"), trusted_proxies=trusted_proxies,
@@ -289,3 +289,90 @@ def test_a_post_is_never_retried_on_a_second_upstream(one_failing_web):
     # Each POST reached exactly one upstream: the failing one's 502 went back to the client.
     assert methods(failing, "POST") + methods(good, "POST") == 6
     assert statuses.count(502) == methods(failing, "POST") and statuses.count(200) == methods(good, "POST")
+
+
+# --- nginx's own errors are the contract's JSON ----------------------------------------------
+
+# Every status the issue names that nginx may answer itself, and what the client then gets.
+NGINX_ERRORS = {400: 400, 404: 404, 405: 405, 408: 408, 413: 413, 414: 414, 429: 429, 494: 431, 500: 500,
+                502: 502, 503: 503, 504: 504}
+
+
+def test_every_error_nginx_answers_has_a_json_page():
+    template = (REPO / "deploy" / "nginx" / "jobcast.conf.template").read_text()
+    pages = {code: (int(status), uri) for code, status, uri in re.findall(r"error_page (\d+) =(\d+) (\S+);", template)}
+    for code, answered in NGINX_ERRORS.items():
+        status, uri = pages.get(str(code), (None, None))
+        assert status == answered, f"error_page for {code}: {pages.get(str(code))}"
+        block = re.search(rf"location = {re.escape(uri)} \{{(.*?)\}}", template, flags=re.DOTALL).group(1)
+        assert "internal;" in block and "default_type application/json;" in block, block
+        assert f"return {answered} '{{\"detail\": " in block, block
+
+
+@pytest.fixture
+def edge_without_tiers(tmp_path):
+    """nginx whose web and ws upstreams are ports nothing listens on (tiers down or restarting)."""
+    url, process = start_nginx(tmp_path / "nginx", [f"127.0.0.1:{free_port()}"], ws=[f"127.0.0.1:{free_port()}"])
+    yield url
+    stop_process(process, signal.SIGTERM)
+
+
+def raw_request(url: str, data: bytes) -> tuple[int, dict, bytes]:
+    """Send bytes as they are (no client library would send a broken request) and read the answer."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def assert_json_error(status: int, headers, body: bytes, expected: int) -> dict:
+    assert status == expected, (status, body[:300])
+    assert headers["content-type"].startswith("application/json"), headers
+    payload = json.loads(body)
+    assert set(payload) == {"detail", "errors"} and payload["detail"] and payload["errors"] == []
+    return payload
+
+
+def test_a_uri_too_long_is_json_414(edge_without_tiers):
+    response = httpx.get(f"{edge_without_tiers}/api/jobs/{'a' * 10_000}/")
+    assert_json_error(response.status_code, response.headers, response.content, 414)
+
+
+def test_a_header_too_large_is_json_431(edge_without_tiers):
+    response = httpx.get(f"{edge_without_tiers}/api/jobs/", headers={"X-Big": "x" * 20_000})
+    assert_json_error(response.status_code, response.headers, response.content, 431)
+
+
+def test_a_malformed_request_is_json_400(edge_without_tiers):
+    status, headers, body = raw_request(edge_without_tiers, b"GET /api/jobs/ HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n")
+    assert_json_error(status, headers, body, 400)
+
+
+def test_a_missing_static_file_and_a_wrong_method_are_json(edge_without_tiers):
+    missing = httpx.get(f"{edge_without_tiers}/static/nope.css")
+    assert_json_error(missing.status_code, missing.headers, missing.content, 404)
+    post = httpx.post(f"{edge_without_tiers}/static/app.css", content=b"x")
+    assert_json_error(post.status_code, post.headers, post.content, 405)
+
+
+def test_a_web_tier_that_is_down_is_json_502(edge_without_tiers):
+    response = httpx.post(f"{edge_without_tiers}/api/jobs/", json={"kind": "demo.count"})
+    assert_json_error(response.status_code, response.headers, response.content, 502)
+    assert SECURITY_HEADERS.items() <= response.headers.items()
+
+
+def test_a_websocket_handshake_while_the_ws_tier_restarts_is_json_503_with_retry_after(edge_without_tiers):
+    handshake = (b"GET /ws/jobs/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n")
+    status, headers, body = raw_request(edge_without_tiers, handshake)
+    assert_json_error(status, headers, body, 503)
+    assert headers["retry-after"] == "2"
+    assert headers["x-frame-options"] == "DENY"

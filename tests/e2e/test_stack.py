@@ -98,7 +98,7 @@ def test_every_tier_serves_metrics_and_health_to_operators_only(live_stack):
     # Merged over gunicorn's and Celery's processes (multiprocess mode).
     assert re.search(r'jobcast_http_requests_total\{method="POST",route="/api/jobs/",status="201"\} [1-9]', web)
     assert re.search(r"jobcast_event_latency_seconds_count [1-9]", ws)
-    assert re.search(r'jobcast_jobs_total\{kind="demo.count",state="succeeded"\} [1-9]', worker)
+    assert re.search(r'jobcast_jobs_finished_total\{kind="demo.count",state="succeeded"\} [1-9]', worker)
     assert re.search(r'jobcast_events_published_total\{type="progress"\} [1-9]', worker)
     assert 'jobcast_queue_depth{queue="jobcast"}' in worker
     for port in (live_stack.web_port, live_stack.ws_port, worker_port):

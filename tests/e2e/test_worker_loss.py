@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import time
 
+import httpx
 import orjson
 import pytest
 import websockets
@@ -52,6 +54,13 @@ def test_killed_pool_process_job_is_redelivered_and_completes(live_stack):
     assert any(m["type"] == "log" and "restarted" in m["message"] for m in messages)
     assert final["state"] == "succeeded" and final["attempts"] == 2
     assert time.monotonic() - killed_at < 60
+    # The killed pool process never said it ended: its share of jobcast_jobs_running (1, the
+    # job it was running) is dropped at the next scrape (jobcast.metrics.forget_dead_processes).
+    worker_port = int(re.search(rb"worker :(\d+)/metrics", live_stack.log.read_bytes()).group(1))
+    metrics = httpx.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=10).text
+    assert 'jobcast_jobs_running{kind="demo.count"} 0.0' in metrics, [
+        line for line in metrics.splitlines() if line.startswith("jobcast_jobs_running")]
+    assert re.search(r'jobcast_jobs_restarted_total\{kind="demo.count"\} [1-9]', metrics)
 
 
 def test_sigterm_to_a_worker_requeues_a_long_job_after_the_soft_timeout(tmp_path):

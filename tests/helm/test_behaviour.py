@@ -3,6 +3,7 @@ probes, hardening, secrets, routing, monitoring, NetworkPolicy, the helm test po
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -26,6 +27,14 @@ from tests.helm.manifests import (
 TIERS = ("web", "ws", "worker")
 MAIN_PORT = {"web": "http", "ws": "http", "worker": "metrics"}
 OPERATOR_PATHS = ("/metrics", "/healthz", "/readyz")
+
+
+@pytest.fixture(scope="module")
+def monitoring_without_overrides():
+    values = copy.deepcopy(values_file("monitoring-values.yaml"))
+    for key in ("alerts", "grafanaUrl", "runbookBaseUrl"):
+        values["metrics"]["prometheusRule"].pop(key)
+    return render(values)
 
 
 def deployment(render, tier):
@@ -495,29 +504,102 @@ def test_the_pod_monitor_alternative(renders):
 
 
 def test_the_prometheus_rule_embeds_the_projects_alerts_file(renders):
+    """The PrometheusRule is files/prometheus/alerts.yml with the values' overrides applied, and
+    nothing else changed (ci/monitoring-values.yaml overrides three alerts and both URLs)."""
     [rule] = renders["monitoring-values.yaml"].of_kind("PrometheusRule")
     alerts = yaml.safe_load((CHART / "files/prometheus/alerts.yml").read_text())
-    assert rule["spec"]["groups"] == alerts["groups"]
-    names = {r["alert"] for g in alerts["groups"] for r in g["rules"]}
-    assert {"JobcastTierDown", "JobcastWebErrorRatioHigh", "JobcastQueueBacklog"} <= names
+    [group] = alerts["groups"]
+    rendered = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert [g["name"] for g in rule["spec"]["groups"]] == ["jobcast"]
+    assert set(rendered) == {r["alert"] for r in group["rules"]} - {"JobcastEventClockSkew"}  # enabled: false
+    for original in group["rules"]:
+        if original["alert"] not in rendered:
+            continue
+        got, want = rendered[original["alert"]], copy.deepcopy(original)
+        want["annotations"]["dashboard_url"] = want["annotations"]["dashboard_url"].replace(
+            "http://127.0.0.1:3000", "https://grafana.example.com")
+        want["annotations"]["runbook_url"] = "https://git.example.com/jobcast/blob/main/" + want["annotations"]["runbook_url"]
+        if original["alert"] == "JobcastQueueBacklog":
+            assert original["expr"].endswith("> 100") and got["expr"].endswith("> 500")
+            want["expr"], want["for"] = original["expr"].replace("> 100", "> 500"), "30m"
+        if original["alert"] == "JobcastWebErrorRatioHigh":
+            want["labels"]["severity"] = "critical"
+        assert got == want, original["alert"]
 
 
-def test_the_alerts_use_only_metrics_jobcast_serves():
+def test_without_overrides_the_prometheus_rule_is_the_file(monitoring_without_overrides):
+    [rule] = monitoring_without_overrides.of_kind("PrometheusRule")
+    assert rule["spec"]["groups"] == yaml.safe_load((CHART / "files/prometheus/alerts.yml").read_text())["groups"]
+
+
+@pytest.mark.parametrize("alerts, message", [
+    ({"JobcastTierAbsent": {"threshold": 3}}, "JobcastTierAbsent.threshold: this alert has no threshold"),
+    ({"JobcastQueueBaklog": {"threshold": 3}}, "JobcastQueueBaklog: no such alert"),
+])
+def test_an_override_the_rules_cannot_take_fails_the_render(alerts, message):
+    values = copy.deepcopy(values_file("monitoring-values.yaml"))
+    values["metrics"]["prometheusRule"]["alerts"] = alerts
+    with pytest.raises(Exception, match=message):
+        render(values)
+
+
+def served_metric_names() -> set[str]:
+    """Every sample name jobcast's tiers can serve: the default registry (prometheus-client's metrics
+    and the ws tier's loop metrics) and the worker's scrape-time collectors."""
+    from prometheus_client import REGISTRY
+
+    from jobcast import metrics
+
+    class FakeRedis:
+        def pipeline(self, transaction=False):
+            return self
+
+        def llen(self, *args):
+            pass
+
+        lindex = llen
+
+        def execute(self):
+            return [0, None]
+
+    metrics.prebind_ws()  # what the ws tier binds at start-up
+    collectors = [REGISTRY, metrics.QueueCollector(FakeRedis(), "jobcast"),
+                  metrics.WorkerCollector(lambda: True, lambda: 2, lambda: 0)]
+    return {sample.name for c in collectors for family in c.collect() for sample in family.samples} | {
+        family.name for c in collectors for family in c.collect()}
+
+
+def test_the_alerts_and_the_dashboard_use_only_metrics_jobcast_serves():
     import re
 
     from jobcast import metrics
 
-    served = {"up"}
-    for value in vars(metrics).values():
-        describe = getattr(value, "_name", None)
-        if isinstance(describe, str):
-            served.add(describe)
-            served.add(describe + "_total")
-    served.add("jobcast_queue_depth")
+    # A labelled family has no sample until it has a child.
+    metrics.prebind_kinds(["demo.count"])
+    metrics.http_requests.labels("/", "GET", "200")
+    metrics.http_request_duration.labels("/", "GET")
+    metrics.job_duration.labels("demo.count", "succeeded")
+    metrics.job_queue_wait.labels("demo.count")
+    served = served_metric_names() | {"up"}
     text = (CHART / "files/prometheus/alerts.yml").read_text() + (CHART / "files/grafana/jobcast-overview.json").read_text()
     used = set(re.findall(r"\b(jobcast_[a-z_]+|up)\b(?=[{\[(\s)])", text))
-    used = {re.sub(r"_(bucket|sum|count)$", "", name) for name in used}
     assert used and used <= served, used - served
+
+
+def test_docs_operations_lists_every_metric_jobcast_serves():
+    import re
+
+    from jobcast import metrics
+
+    metrics.prebind_kinds(["demo.count"])
+    metrics.http_requests.labels("/", "GET", "200")
+    metrics.http_request_duration.labels("/", "GET")
+    families = {re.sub(r"_(bucket|sum|count)$", "", name) for name in served_metric_names()}
+    ours = {name for name in families if name.startswith("jobcast_")}
+    ours = {name for name in ours if not any(name == other + suffix for other in ours for suffix in ("_bucket", "_sum", "_count"))}
+    documented = set(re.findall(r"^\| `(jobcast_\w+)` \|", (CHART.parents[2] / "docs/operations.md").read_text(), flags=re.MULTILINE))
+    served = {name for name in ours if name + "_total" not in ours}
+    assert documented == served, (served - documented, documented - served)
 
 
 def test_the_grafana_dashboard_configmap_is_labelled_for_the_sidecar(renders):
@@ -529,7 +611,7 @@ def test_the_grafana_dashboard_configmap_is_labelled_for_the_sidecar(renders):
     assert dashboard == json.loads((CHART / "files/grafana/jobcast-overview.json").read_text())
     assert dashboard["uid"] == "jobcast-overview" and dashboard["panels"]
     for panel in dashboard["panels"]:
-        assert panel["targets"] and all(t["expr"] for t in panel["targets"])
+        assert panel["type"] == "row" or (panel["targets"] and all(t["expr"] for t in panel["targets"]))
 
 
 def test_monitoring_objects_are_off_by_default(default):

@@ -3,6 +3,7 @@ static sidecar's config, and jobcast itself for the commands, paths and ports th
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,11 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.helm.manifests import CHART, REPO, containers, pod_spec
 
 ALERTS = CHART / "files" / "prometheus" / "alerts.yml"
 ALERT_TESTS = Path(__file__).with_name("promtool") / "alerts_test.yml"
+DASHBOARD = CHART / "files" / "grafana" / "jobcast-overview.json"
 
 
 def tool(name: str) -> str:
@@ -37,12 +40,49 @@ def tool(name: str) -> str:
 def test_promtool_accepts_the_alert_rules():
     done = subprocess.run([tool("promtool"), "check", "rules", str(ALERTS)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 5 rules found" in done.stdout
+    assert f"SUCCESS: {len(alert_rules())} rules found" in done.stdout
+
+
+def alert_rules() -> dict[str, dict]:
+    return {rule["alert"]: rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]}
 
 
 def test_each_alert_fires_on_what_it_is_for_and_not_on_a_healthy_stack():
     done = subprocess.run([tool("promtool"), "test", "rules", str(ALERT_TESTS)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_alert_has_a_case_that_fires_it_and_one_that_does_not():
+    fired, quiet = set(), set()
+    for case in yaml.safe_load(ALERT_TESTS.read_text())["tests"]:
+        for check in case["alert_rule_test"]:
+            (fired if check["exp_alerts"] else quiet).add(check["alertname"])
+    assert set(alert_rules()) == fired == quiet, (set(alert_rules()) - fired, set(alert_rules()) - quiet)
+
+
+def test_the_issues_alerts_are_all_there_with_their_annotations():
+    rules = alert_rules()
+    assert {"JobcastTierDown", "JobcastTierAbsent", "JobcastWebErrorRatioHigh", "JobcastWebLatencyHigh",
+            "JobcastQueueBacklog", "JobcastQueueWaitHigh", "JobcastJobFailureRatioHigh", "JobcastEventLatencyHigh",
+            "JobcastSlowReaderDrops", "JobcastNoWorkerConsuming"} <= set(rules)
+    assert any("absent_over_time(up" in rule["expr"] for rule in rules.values())
+    panels = {panel["id"] for panel in json.loads(DASHBOARD.read_text())["panels"]}
+    for name, rule in rules.items():
+        annotations = rule["annotations"]
+        assert set(annotations) == {"summary", "description", "dashboard_url", "runbook_url"}, name
+        url = re.fullmatch(r"http://127\.0\.0\.1:3000/d/jobcast-overview/jobcast-overview\?viewPanel=(\d+)", annotations["dashboard_url"])
+        assert url and int(url.group(1)) in panels, name
+        assert annotations["runbook_url"] == f"docs/operations.md#{name.lower()}", name
+        assert rule["labels"]["severity"] in ("warning", "critical"), name
+
+
+def test_the_rendered_prometheus_rule_with_overrides_passes_promtool(renders, tmp_path):
+    """What the chart renders from ci/monitoring-values.yaml (thresholds and URLs overridden) is still valid."""
+    [rule] = renders["monitoring-values.yaml"].of_kind("PrometheusRule")
+    (tmp_path / "rendered.yml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    done = subprocess.run([tool("promtool"), "check", "rules", str(tmp_path / "rendered.yml")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "> 500" in next(r["expr"] for r in rule["spec"]["groups"][0]["rules"] if r["alert"] == "JobcastQueueBacklog")
 
 
 def test_the_alert_unit_tests_fail_when_a_threshold_changes(tmp_path):
@@ -181,3 +221,138 @@ def test_the_tls_redis_url_the_docs_give_verifies_certificates_in_every_client()
     broker = kombu.Connection(url).ssl
     assert broker == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/etc/jobcast/redis-ca/ca.pem"}
     assert kombu.Connection("rediss://:pw@redis.example.com:6380/0").ssl == {"ssl_cert_reqs": ssl.CERT_NONE}
+
+
+# --- the Grafana dashboard --------------------------------------------------------------------
+
+# What Grafana puts in place of the dashboard's variables; tests/e2e/test_observability.py runs the
+# same substitution against a real Prometheus.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$namespace": ".*", "$instance": ".*"}
+
+
+def dashboard_queries(dashboard: dict) -> list[tuple[dict, dict, str]]:
+    """(panel, target, expr with the variables substituted) for every query of every panel."""
+    out = []
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for name, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(name, value)
+            out.append((panel, target, expr))
+    return out
+
+
+def dashboard_problems(dashboard: dict) -> list[str]:
+    """What is wrong with the dashboard's structure (empty when it is sound)."""
+    problems = []
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    if len(ids) != len(set(ids)):
+        problems.append(f"panel ids are not unique: {sorted(i for i in ids if ids.count(i) > 1)}")
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    if set(variables) != {"datasource", "namespace", "instance"} or variables["datasource"]["type"] != "datasource":
+        problems.append(f"variables: {sorted(variables)}")
+    cells = set()
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        if grid["x"] + grid["w"] > 24:
+            problems.append(f"panel {panel['id']} is wider than the dashboard")
+        mine = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])}
+        if mine & cells:
+            problems.append(f"panel {panel['id']} overlaps another")
+        cells |= mine
+        if panel["type"] == "row":
+            continue
+        if not panel.get("targets"):
+            problems.append(f"panel {panel['id']} has no query")
+        if not panel.get("description"):
+            problems.append(f"panel {panel['id']} has no description")
+        refs = [t["refId"] for t in panel.get("targets", [])]
+        if len(refs) != len(set(refs)):
+            problems.append(f"panel {panel['id']} repeats a refId")
+        for target in [panel, *panel.get("targets", [])]:
+            if target.get("datasource") != {"type": "prometheus", "uid": "${datasource}"}:
+                problems.append(f"panel {panel['id']} does not use the datasource variable")
+        for target in panel.get("targets", []):
+            for selector in re.findall(r"\b(?:jobcast_[a-z_]+|up)\{([^}]*)\}", target["expr"]):
+                if 'namespace=~"$namespace"' not in selector or 'instance=~"$instance"' not in selector:
+                    problems.append(f"panel {panel['id']}: a selector without the namespace/instance filter: {selector}")
+            if re.search(r"\b(?:jobcast_[a-z_]+|up)\b(?![_a-z{])", target["expr"]):
+                problems.append(f"panel {panel['id']}: a metric without a selector: {target['expr']}")
+    return problems
+
+
+def test_the_dashboard_is_sound():
+    assert dashboard_problems(json.loads(DASHBOARD.read_text())) == []
+
+
+def test_the_dashboard_lint_catches_a_broken_dashboard():
+    dashboard = json.loads(DASHBOARD.read_text())
+    first, second, third = [panel for panel in dashboard["panels"] if panel["type"] != "row"][:3]
+    second["id"] = first["id"]
+    second["targets"][0]["expr"] = "sum(rate(jobcast_http_requests_total[5m]))"
+    third["targets"][0]["datasource"] = {"type": "prometheus", "uid": "prometheus"}
+    problems = "\n".join(dashboard_problems(dashboard))
+    assert "not unique" in problems and "without a selector" in problems and "datasource variable" in problems
+
+
+def queries_as_rules(exprs: list[str]) -> str:
+    """A rules file with each query as a recording rule: `promtool check rules` then parses every one."""
+    return yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{n}", "expr": expr} for n, expr in enumerate(exprs)]}]})
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path):
+    exprs = [expr for _, _, expr in dashboard_queries(json.loads(DASHBOARD.read_text()))]
+    (tmp_path / "queries.yml").write_text(queries_as_rules(exprs))
+    done = subprocess.run([tool("promtool"), "check", "rules", str(tmp_path / "queries.yml")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in done.stdout
+    # ...and promtool does refuse a broken one.
+    (tmp_path / "broken.yml").write_text(queries_as_rules(["sum(rate(jobcast_http_requests_total[1m])"]))
+    assert subprocess.run([tool("promtool"), "check", "rules", str(tmp_path / "broken.yml")], capture_output=True).returncode != 0
+
+
+# --- one home for the rules and the dashboard -------------------------------------------------------
+
+
+def test_compose_loads_the_charts_rules_and_dashboard_files():
+    """The alert rules and the dashboard exist once, in the chart's files/; docker compose mounts
+    those very files into Prometheus and Grafana (docs/operations.md, "Where the files live")."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    prometheus = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    mounts = dict(volume.split(":")[:2] for volume in compose["services"]["prometheus"]["volumes"])
+    rule_files = prometheus["rule_files"]
+    assert rule_files and all(mounts.get("./deploy/helm/jobcast/files/prometheus/alerts.yml") == path for path in rule_files)
+    grafana = dict(volume.split(":")[:2] for volume in compose["services"]["grafana"]["volumes"])
+    provider = yaml.safe_load((REPO / "deploy/grafana/provisioning/dashboards/jobcast.yml").read_text())["providers"][0]
+    assert grafana["./deploy/helm/jobcast/files/grafana"] == provider["options"]["path"]
+    assert grafana["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+
+
+def test_no_second_copy_of_the_rules_or_the_dashboard_exists():
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True, check=True).stdout.split()
+    with_alerts = [p for p in tracked if p.endswith((".yml", ".yaml")) and "alert: JobcastTierDown" in (REPO / p).read_text()]
+    dashboards = [p for p in tracked if p.endswith(".json") and '"uid": "jobcast-overview"' in (REPO / p).read_text()]
+    assert with_alerts == ["deploy/helm/jobcast/files/prometheus/alerts.yml"]
+    assert dashboards == ["deploy/helm/jobcast/files/grafana/jobcast-overview.json"]
+
+
+# --- docs/operations.md explains each alert and panel ----------------------------------------------
+
+OPERATIONS = REPO / "docs" / "operations.md"
+
+
+def test_every_alert_has_a_runbook_and_a_row_in_docs_operations():
+    text = OPERATIONS.read_text()
+    headings = set(re.findall(r"^#### (Jobcast\w+)$", text, flags=re.MULTILINE))
+    rows = set(re.findall(r"^\| (Jobcast\w+) \|", text, flags=re.MULTILINE))
+    assert headings == rows == set(alert_rules())
+    for name in alert_rules():  # each runbook says what it means, what to check, why, and what to do
+        section = text.split(f"#### {name}\n", 1)[1].split("\n#### ", 1)[0]
+        assert all(part in section for part in ("**Means:**", "**First checks:**", "**Likely causes:**", "**Do:**")), name
+
+
+def test_every_panel_is_explained_in_docs_operations():
+    rows = dict(re.findall(r"^\| \w+ \| (.+) \((\d+)\) \| .+ \|$", OPERATIONS.read_text(), flags=re.MULTILINE))
+    panels = {panel["title"]: str(panel["id"]) for panel in json.loads(DASHBOARD.read_text())["panels"] if panel["type"] != "row"}
+    assert rows == panels

@@ -150,6 +150,13 @@ def test_a_submitted_job_is_enqueued_for_a_worker_once_committed(api_client, red
         ({"kind": "demo.count", "params": {"interval_ms": -1}}, ["body", "params", "interval_ms"]),
         ({"kind": "demo.count", "params": {"interval_ms": 60_001}}, ["body", "params", "interval_ms"]),
         ({"kind": "demo.count", "params": {"fail_at": "x"}}, ["body", "params", "fail_at"]),
+        # Strict by default: no coercion from another JSON type, no unknown keys dropped.
+        ({"kind": "demo.count", "params": {"steps": "5"}}, ["body", "params", "steps"]),
+        ({"kind": "demo.count", "params": {"steps": True}}, ["body", "params", "steps"]),
+        ({"kind": "demo.count", "params": {"steps": 5.0}}, ["body", "params", "steps"]),
+        ({"kind": "demo.count", "params": {"steps": 5, "stpes": 6}}, ["body", "params", "stpes"]),
+        ({"kind": "maintenance.prune_jobs", "params": {"dry_run": "yes"}}, ["body", "params", "dry_run"]),
+        ({"kind": "files.checksum", "params": {"paths": "a.txt"}}, ["body", "params", "paths"]),
         ({"kind": "maintenance.prune_jobs", "params": {"older_than_days": -1}}, ["body", "params", "older_than_days"]),
         ({"kind": "demo.count", "params": {}, "extra": 1}, ["body", "extra"]),
         ([{"kind": "demo.count"}], ["body"]),
@@ -160,6 +167,22 @@ def test_bad_submissions_are_400_with_field_errors(api_client, body, loc):
     response = submit(api_client, body)
     assert loc in error_locs(response), response.content
     assert Job.objects.count() == 0
+
+
+def test_strict_params_name_the_type_and_the_unknown_key(api_client):
+    errors = submit(api_client, {"kind": "demo.count", "params": {"steps": "5", "colour": "red"}}).json()["errors"]
+    assert sorted((e["loc"][-1], e["type"]) for e in errors) == [("colour", "extra_forbidden"), ("steps", "int_type")]
+
+
+def test_a_kind_that_opts_out_of_strict_params_coerces_and_ignores_as_pydantic_does(api_client):
+    from jobcast.jobs.registry import load_builtin_kinds
+
+    load_builtin_kinds("tests.sample_kinds")
+    response = submit(api_client, {"kind": "sample.lenient", "params": {"times": "3", "unknown": 1}})
+    assert response.status_code == 201 and response.json()["params"] == {"times": 3}
+    kinds = {k["name"]: k for k in api_client.get("/api/kinds/").json()}
+    assert kinds["sample.lenient"]["params_schema"].get("additionalProperties") is None
+    assert kinds["demo.count"]["params_schema"]["additionalProperties"] is False  # strict kinds say so
 
 
 @pytest.mark.parametrize(
@@ -248,10 +271,10 @@ def test_a_body_over_the_default_limit_is_413(api_client, settings):
 
 def test_the_body_limit_is_max_body_bytes(api_client, settings):
     settings.JOBCAST = {**settings.JOBCAST, "MAX_BODY_BYTES": 2048}
-    just_under = {"kind": "demo.count", "params": {"pad": "x" * 1900}}
+    just_under = {"kind": "files.checksum", "params": {"paths": ["x" * 1900]}}
     assert len(json.dumps(just_under)) <= 2048
-    assert submit(api_client, just_under).status_code == 201  # unknown params are not stored
-    over = {"kind": "demo.count", "params": {"pad": "x" * 2100}}
+    assert submit(api_client, just_under).status_code == 201
+    over = {"kind": "files.checksum", "params": {"paths": ["x" * 2100]}}
     assert_error(submit(api_client, over), 413)
     assert Job.objects.count() == 1
 
@@ -607,7 +630,9 @@ def test_a_ws_ticket_is_short_lived_and_single_use(api_client, user, redis):
     async def redeem_twice():
         return [await ticket_redeem(get_async_redis(), body["ticket"]) for _ in range(2)]
 
-    assert asyncio.run(redeem_twice()) == [user.id, None]
+    first, second = asyncio.run(redeem_twice())
+    assert first.user_id == user.id and first.token_id is not None  # bound to the token that asked for it
+    assert second is None
 
 
 def test_ws_tickets_need_authentication(db, redis):

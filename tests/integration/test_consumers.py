@@ -448,7 +448,7 @@ async def test_a_socket_whose_queue_overflowed_catches_up_from_history(user, tok
     ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
     await publish(job, progress(job, 0))
     assert await receive_seqs(ws, 1) == [1]  # the socket is in its group
-    dropped = REGISTRY.get_sample_value("jobcast_ws_messages_dropped_total") or 0
+    dropped = REGISTRY.get_sample_value("jobcast_ws_messages_dropped_total", {"reason": "queue_full"}) or 0
     # Published from the event loop's own thread on purpose: the consumer cannot read
     # meanwhile, so its queue (capacity 2) overflows once the loop runs again.
     for n in range(1, 7):
@@ -457,7 +457,7 @@ async def test_a_socket_whose_queue_overflowed_catches_up_from_history(user, tok
     # further live event needed to reveal the gap.
     assert await receive_seqs(ws, 6) == [2, 3, 4, 5, 6, 7]
     assert await ws.receive_nothing(timeout=0.3)  # no duplicates
-    assert REGISTRY.get_sample_value("jobcast_ws_messages_dropped_total") >= dropped + 3
+    assert REGISTRY.get_sample_value("jobcast_ws_messages_dropped_total", {"reason": "queue_full"}) >= dropped + 3
     await publish(job, progress(job, 7))
     assert await receive_seqs(ws, 1) == [8]
     await ws.disconnect()

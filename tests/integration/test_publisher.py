@@ -161,7 +161,7 @@ async def test_a_full_socket_queue_drops_and_queues_one_resync_marker(redis_serv
     channel = await layer.new_channel()
     await layer.group_add(job_group(job_id), channel)
     await asyncio.sleep(0.2)  # SUBSCRIBE confirmed
-    dropped = REGISTRY.get_sample_value("jobcast_ws_messages_dropped_total") or 0
+    dropped = REGISTRY.get_sample_value("jobcast_ws_messages_dropped_total", {"reason": "queue_full"}) or 0
     for n in range(1, 6):
         await asyncio.to_thread(publish, progress(job_id, n), 1)
     await asyncio.sleep(0.2)  # all five reached the process; nobody read the socket's queue
@@ -169,7 +169,7 @@ async def test_a_full_socket_queue_drops_and_queues_one_resync_marker(redis_serv
     assert batch["type"] == "job.batch"
     received = batch["messages"]
     assert [m.get("seq") for m in received[:2]] == [1, 2] and received[2:] == [RESYNC]
-    assert REGISTRY.get_sample_value("jobcast_ws_messages_dropped_total") == dropped + 3
+    assert REGISTRY.get_sample_value("jobcast_ws_messages_dropped_total", {"reason": "queue_full"}) == dropped + 3
     # The dropped events are still in history, where the socket catches up from.
     assert [orjson.loads(e.text)["seq"] for e in read_history(layer_redis(), job_id, 0).events] == [1, 2, 3, 4, 5]
     await layer.flush()

@@ -69,6 +69,7 @@ def test_a_snapshot_plus_the_events_after_it_is_a_fresh_snapshot(user, redis, mo
             result = {"ok": len(steps)} if ending == "succeeded" else None
             assert services.job_finish(run, State(ending), result=result, error=error)
             snapshots.append(fresh_snapshot(job.id))
+        run.lease.release()
 
     events = [parse_event(stored.text) for stored in read_history(redis, job.id, 0).events]
     assert [event.seq for event in events] == list(range(1, len(events) + 1))

@@ -208,6 +208,7 @@ def test_a_reaper_ends_a_job_whose_worker_vanished_through_the_same_lifecycle(us
     job = new_job(user, steps=3)
     run = job_start(job.id)
     run.publisher.publish_one(ProgressEvent(job_id=str(job.id), ts=time.time(), current=1, total=3))
+    run.lease.release()  # its worker is gone
     abandoned = Job.objects.get(id=job.id)  # the reaper reads the row: its seq lags Redis's
     assert abandoned.state == "running" and abandoned.seq < 2
     assert job_fail_lost(abandoned, "no heartbeat for 10 minutes")
@@ -257,3 +258,20 @@ def test_a_kind_that_is_not_redelivered_fails_when_its_worker_was_lost(user, red
     run_job(str(fresh.id))
     fresh.refresh_from_db()
     assert fresh.state == "succeeded" and fresh.result == {"greeting": "hello bo"}
+
+
+def test_a_cancel_racing_the_start_never_ends_a_job_its_worker_is_running(user, redis):
+    """The API read the job as queued, but a worker started it before the cancel's UPDATE: the
+    worker owns it now, so the cancel must reach it through the flag, not end the row under it."""
+    from jobcast.jobs.services import job_cancel_requested, job_request_cancel, job_start
+
+    job = new_job(user, steps=10000, interval_ms=20)
+    seen_by_the_api = Job.objects.get(id=job.id)  # queued
+    run = job_start(job.id)  # the worker wins the race
+    try:
+        answered = job_request_cancel(seen_by_the_api)
+        assert answered.state == "running" and Job.objects.get(id=job.id).state == "running"
+        assert job_cancel_requested(job.id)
+        assert [e["state"] for e in events_of(redis, job) if e["type"] == "state"] == ["running"]
+    finally:
+        run.lease.release()

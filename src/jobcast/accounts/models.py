@@ -1,13 +1,26 @@
-"""API tokens: only a SHA-256 of each token is stored, so a database leak leaks no token."""
+"""API tokens: only a SHA-256 of each token is stored, so a database leak leaks no token.
+
+A token can be given an expiry and be revoked; `prefix` (the first characters after `jc_`)
+names it in listings without revealing it (docs/cli.md, `jobcast token`).
+"""
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class ApiToken(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=16, blank=True, default="", db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
-        return f"token of {self.user}"
+        return f"token {self.prefix or self.id} of {self.user}"
+
+    @property
+    def usable(self) -> bool:
+        """Neither revoked nor expired."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())

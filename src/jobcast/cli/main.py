@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -26,19 +27,41 @@ def manage(args):
 
 
 @cli.command()
-@click.argument("username")
+@click.argument("username", required=False)
 @click.option("--create-user", is_flag=True, help="Create the user if it does not exist.")
+@click.option("--expires", metavar="DURATION", help="Make the token expire after this long: 30d, 12h, 90m.")
 @click.option("--save", is_flag=True, help="Also save the token (and server URL) in the client config file.")
 @click.option("--url", default=None, help="Server URL to save with --save (default: http://127.0.0.1:8000).")
-def token(username, create_user, save, url):
-    """Create an API token for USERNAME and print it alone on stdout."""
+@click.option("--list", "list_", is_flag=True, help="List the tokens (of USERNAME, or of everyone) instead.")
+@click.option("--revoke", metavar="TOKEN", help="Revoke a token, named by the id or prefix --list shows.")
+@click.option("--json", "as_json", is_flag=True, help="With --list or --revoke: JSON on stdout.")
+def token(username, create_user, expires, save, url, list_, revoke, as_json):
+    """Create an API token for USERNAME and print it alone on stdout; or list or revoke tokens."""
     django_setup()
+    from jobcast.accounts.models import ApiToken
+    from jobcast.accounts.services import token_list, token_revoke
+
+    if list_:
+        _show_tokens(token_list(username), as_json)
+        return
+    if revoke:
+        try:
+            _show_tokens([token_revoke(revoke)], as_json, note="revoked")
+        except (ApiToken.DoesNotExist, ValueError) as exc:
+            raise click.ClickException(str(exc.args[0]) if exc.args else str(exc))
+        return
+    if not username:
+        raise click.UsageError("USERNAME is needed to create a token (or use --list or --revoke)")
+    _create_token(username, create_user, _expiry(expires), save, url)
+
+
+def _create_token(username, create_user, expires_at, save, url) -> None:
     from django.contrib.auth import get_user_model
 
     from jobcast.accounts.services import token_create
 
     try:
-        raw = token_create(username, create_user=create_user)
+        raw = token_create(username, create_user=create_user, expires_at=expires_at)
     except get_user_model().DoesNotExist:
         raise click.ClickException(f"no user {username!r}; pass --create-user to create it")
     if save:
@@ -47,6 +70,40 @@ def token(username, create_user, save, url):
         path = save_client_config(url=url, token=raw)
         click.echo(f"saved to {path}", err=True)
     click.echo(raw)
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _expiry(text: str | None):
+    """The moment a token made now with `--expires TEXT` stops working (None: never)."""
+    if not text:
+        return None
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in DURATION_UNITS or not number.isdigit() or int(number) == 0:
+        raise click.BadParameter(f"{text!r}: give a number and a unit, e.g. 30d, 12h, 90m", param_hint="--expires")
+    return timezone.now() + timedelta(seconds=int(number) * DURATION_UNITS[unit])
+
+
+def _show_tokens(tokens, as_json: bool, note: str = "") -> None:
+    """Tokens as a table (or JSON): never their value, which is not stored."""
+    rows = [{"id": t.id, "prefix": f"jc_{t.prefix}…" if t.prefix else "", "user": t.user.username,
+             "created_at": t.created_at.isoformat(), "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+             "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+             "state": "revoked" if t.revoked_at else ("usable" if t.usable else "expired")} for t in tokens]
+    if as_json:
+        click.echo(json.dumps(rows if not note else rows[0]))
+        return
+    if note:
+        click.echo(f"{note}: token {rows[0]['id']} ({rows[0]['prefix']}) of {rows[0]['user']}", err=True)
+        return
+    for row in rows:
+        click.echo(f"{row['id']:>6}  {row['prefix']:<14} {row['user']:<20} {row['state']:<8} "
+                   f"created {row['created_at'][:19]}  expires {(row['expires_at'] or 'never')[:19]}")
 
 
 def _register_subcommands() -> None:

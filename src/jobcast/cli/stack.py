@@ -7,6 +7,8 @@ HTTP and WebSocket on that port). Ctrl-C or SIGTERM stops everything, newest fir
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib.util
 import os
 import shutil
@@ -83,6 +85,35 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt()
 
 
+class _StopNow(Exception):
+    """A second Ctrl-C (or SIGTERM) while stopping: stop everything at once."""
+
+
+def _stop_now(signum, frame):
+    raise _StopNow()
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int):
+    """A preexec_fn: this child gets SIGTERM when the supervisor dies, however it dies (Linux).
+
+    Children run in sessions of their own (Ctrl-C reaches only the supervisor, which stops
+    them in order), so without this a SIGKILLed supervisor, or the OOM killer, would leave
+    them running and holding their ports. SIGTERM lets each server stop its own workers.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True) if sys.platform == "linux" else None
+
+    def arrange():
+        if libc is not None:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
+            os._exit(1)
+
+    return arrange
+
+
 class Stack:
     """Starts and supervises the local stack."""
 
@@ -96,11 +127,15 @@ class Stack:
         click.secho(f"jobcast: {message}", fg="cyan", err=True)
 
     def start(self, name: str, command: list[str], env: dict, stop_signal=signal.SIGTERM, restartable=False) -> Child:
-        # Own session: Ctrl-C reaches only this supervisor, which stops the children in order.
-        process = subprocess.Popen(command, env=env, start_new_session=True)
-        child = Child(name, process, command, env, stop_signal, restartable)
+        child = Child(name, self.spawn(command, env), command, env, stop_signal, restartable)
         self.children.append(child)
         return child
+
+    def spawn(self, command: list[str], env: dict) -> subprocess.Popen:
+        """Start a child in a session of its own, to die with this supervisor."""
+        # Own session: Ctrl-C reaches only this supervisor, which stops the children in order;
+        # the child's own workers share its process group, so a second Ctrl-C can kill them all.
+        return subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
 
     def start_redis(self) -> str:
         binary = find_redis_server()
@@ -113,11 +148,13 @@ class Stack:
         port = free_port(avoid=self.planned_ports)
         redis_dir = self.data_dir / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
+        # Restarted like the tiers when it dies (on the same port, empty: the tiers reconnect,
+        # and seq numbering resumes above what the job rows know; docs/events.md).
         self.start(
             "redis",
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(redis_dir), "--logfile", str(redis_dir / "redis.log")],
-            environ_for_child(),
+            environ_for_child(), restartable=True,
         )
         self.wait_for(lambda: port_open(port), "redis", 15)
         self.say(f"local Redis on 127.0.0.1:{port} ({binary})")
@@ -143,7 +180,7 @@ class Stack:
             if not child.restartable or len(child.exits) > MAX_RESTARTS:
                 raise click.ClickException(f"{child.name} exited with code {code}; stopping the stack")
             self.say(f"{child.name} exited with code {code}; starting it again")
-            child.process = subprocess.Popen(child.command, env=child.env, start_new_session=True)
+            child.process = self.spawn(child.command, child.env)
 
     @property
     def planned_ports(self) -> set[int]:
@@ -162,7 +199,10 @@ class Stack:
         if metrics_port and port_open(metrics_port):
             metrics_port = free_port(avoid=self.planned_ports)  # another stack's worker has the default port
         self.worker_metrics_port = metrics_port
+        # Readable log lines on a developer's terminal, unless JOBCAST_LOG_FORMAT says otherwise.
+        log_format = env.jobcast_log_format if "jobcast_log_format" in env.model_fields_set else "text"
         return environ_for_child(
+            JOBCAST_LOG_FORMAT=log_format,
             JOBCAST_WORKER_METRICS_PORT=str(metrics_port),
             REDIS_URL=redis_url,
             JOBCAST_DATA_DIR=str(self.data_dir),
@@ -265,15 +305,28 @@ class Stack:
             raise
 
     def stop(self) -> int:
-        """Stop the children newest first (front door before tiers, Redis last)."""
+        """Stop the children newest first (front door before tiers, Redis last); a second Ctrl-C kills the rest at once."""
         self.stopping = True
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for child in reversed(self.children):
-            if child.process.poll() is None:
-                child.process.send_signal(child.stop_signal)
-            try:
-                child.process.wait(timeout=STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                child.process.kill()
-                child.process.wait()
+        signal.signal(signal.SIGINT, _stop_now)
+        signal.signal(signal.SIGTERM, _stop_now)
+        try:
+            for child in reversed(self.children):
+                if child.process.poll() is None:
+                    child.process.send_signal(child.stop_signal)
+                try:
+                    child.process.wait(timeout=STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    self.kill(child)
+        except _StopNow:
+            self.say("stopping now")
+            for child in self.children:
+                self.kill(child)
         return 0
+
+    def kill(self, child: Child) -> None:
+        """SIGKILL a child and everything in its process group (its workers), then reap it."""
+        try:
+            os.killpg(child.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        child.process.wait()

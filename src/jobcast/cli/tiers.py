@@ -20,8 +20,10 @@ def tier_command(tier: str) -> list[str]:
         # uvicorn with a graceful drain on SIGTERM: jobcast.ws.server.
         return [python, "-m", "jobcast.ws.server", "--host", env.jobcast_bind, "--port", str(env.jobcast_ws_port)]
     if tier == "worker":
+        # Celery's start-up banner is not a log line: left out where the logs are JSON lines.
+        quiet = ["-q"] if env.jobcast_log_format == "json" else []
         return [
-            python, "-m", "celery", "-A", "jobcast.worker.app", "worker",
+            python, "-m", "celery", *quiet, "-A", "jobcast.worker.app", "worker",
             "-Q", "jobcast", "-c", str(env.jobcast_worker_concurrency),
             "-n", f"jobcast-{os.getpid()}@%h",
             "--without-gossip", "--without-mingle",

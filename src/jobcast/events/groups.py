@@ -45,3 +45,18 @@ def submit_rate_key(user_id, minute: int) -> str:
 def ticket_key(ticket_hash: str) -> str:
     """A WebSocket ticket, by the hash of its value, holding its user's id until redeemed or expired."""
     return f"jobcast:ticket:{ticket_hash}"
+
+
+def requeue_claim_key(redis_run_id: str) -> str:
+    """Claimed by the one worker that queues again the jobs lost when this Redis run started empty."""
+    return f"jobcast:requeue:{redis_run_id}"
+
+
+def lease_key(job_id) -> str:
+    """Held by the attempt running the job, renewed while it runs (jobcast.jobs.lease)."""
+    return f"jobcast:job:{job_id}:lease"
+
+
+def reap_claim_key(job_id) -> str:
+    """Claimed by the one worker that queues a job again whose worker vanished."""
+    return f"jobcast:job:{job_id}:reaped"

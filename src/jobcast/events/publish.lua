@@ -10,7 +10,8 @@
 -- KEYS: 1 seq, 2 history stream, 3 live hash
 -- ARGV: 1 history maxlen, 2 key ttl, 3 job id,
 --       4 the highest seq the caller knows the job had (from the job row or the running job),
---       5 number of groups G, 6 .. 5+G the groups' pub/sub channel names,
+--       5 '1' when this repeats a publish whose reply was lost (Redis went away), else '0',
+--       6 number of groups G, 7 .. 6+G the groups' pub/sub channel names,
 --       then per event: type, JSON without seq, ts (for the ws tier's latency metric),
 --       terminal ('1' on the job's last event, else '0')
 --
@@ -19,12 +20,22 @@
 -- A 'snapshot' (a job's first appearance on its owner's streams) is not one of the
 -- job's events: it gets no seq and no history, only the fan-out.
 local job_id = ARGV[3]
-local group_count = tonumber(ARGV[5])
+local group_count = tonumber(ARGV[6])
+local first = 7 + group_count  -- the first event's arguments
 local messages = {}
 local seq = 0
 local latest = {}  -- the batch's last progress and last state event, for the live snapshot
 
-for i = 6 + group_count, #ARGV, 4 do
+-- A repeat of a publish that did run (only its reply was lost) must not run twice: the
+-- job's counter then already stands at the caller's seq plus this batch's events.
+if ARGV[5] == '1' and ARGV[first] ~= 'snapshot' then
+  local counter = tonumber(redis.call('GET', KEYS[1]) or '-1')
+  if counter >= tonumber(ARGV[4]) + (#ARGV - first + 1) / 4 then
+    return {counter, 0}
+  end
+end
+
+for i = first, #ARGV, 4 do
   local event_type, text = ARGV[i], ARGV[i + 1]
   local terminal = ARGV[i + 3] == '1'
   local message_type = 'job.snapshot'
@@ -70,7 +81,7 @@ else
   payload = cmsgpack.pack({type = 'job.batch', messages = messages})
 end
 local receivers = 0  -- ws processes with a socket in one of the groups
-for g = 6, 5 + group_count do
+for g = 7, 6 + group_count do
   receivers = receivers + redis.call('PUBLISH', ARGV[g], payload)
 end
 return {seq, receivers}

@@ -10,21 +10,36 @@ have been announced): the lifecycle services publish after their row writes comm
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
+import redis.exceptions
 from django.conf import settings
 from redis.commands.core import Script
 
 from jobcast.events.groups import ALL_JOBS_GROUP, history_key, job_group, live_key, seq_key, user_group
 from jobcast.events.schema import Event, JobDocument, ProgressEvent, SnapshotMessage, StaffSnapshotMessage, StateEvent
-from jobcast.metrics import events_published
+from jobcast.metrics import PUBLISHED_BY_TYPE, events_published, publish_duration
 from jobcast.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
 
 # A running job's keys live this long after its latest event, so a job whose worker
 # vanished for good cannot leak its history forever.
 LIVE_KEY_TTL = 7 * 86400
 PUBLISH_LUA = (Path(__file__).with_name("publish.lua")).read_text()
+
+
+# What an unreachable, restarting or failing-over Redis raises (redis-py): worth waiting out.
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
+              redis.exceptions.ReadOnlyError)
+
+
+class RedisUnavailable(Exception):
+    """Redis stayed unreachable longer than JOBCAST_REDIS_RETRY_SECONDS: an infrastructure outage, not the job's fault."""
 
 
 class Published(NamedTuple):
@@ -39,9 +54,9 @@ def _group_channel(group: str) -> str:
 
 
 def _run_script(job_id, groups: list[str], entries: Sequence[tuple[str, str, float, bool]], ttl: int,
-                seq_floor: int) -> Published:
+                seq_floor: int, repeat: bool = False) -> Published:
     """Run publish.lua for (type, JSON without seq, ts, terminal) entries of one job, sent to `groups`."""
-    args = [settings.JOBCAST["HISTORY_MAXLEN"], ttl, str(job_id), int(seq_floor), len(groups)]
+    args = [settings.JOBCAST["HISTORY_MAXLEN"], ttl, str(job_id), int(seq_floor), "1" if repeat else "0", len(groups)]
     args += [_group_channel(group) for group in groups]
     for event_type, text, ts, terminal in entries:
         args += [event_type, text, repr(ts), "1" if terminal else "0"]
@@ -89,13 +104,40 @@ class JobPublisher:
                 self.latest_progress = event
         # A finished job's keys expire JOBCAST_HISTORY_TTL after its terminal event.
         ttl = settings.JOBCAST["HISTORY_TTL"] if terminal else max(LIVE_KEY_TTL, settings.JOBCAST["HISTORY_TTL"])
-        published = _run_script(self.job_id, self._groups, entries, ttl, self.seq)
+        started = time.perf_counter()
+        published = self._run_holding_on(entries, ttl)
+        publish_duration.observe(time.perf_counter() - started)
         self.seq = published.seq
-        for event in events:
-            events_published.labels(event.type).inc()
+        # One increment per type and publish (a batch of 500 progress events is one inc(500)).
+        counts = {entries[0][0]: 1} if len(entries) == 1 else Counter(entry[0] for entry in entries)
+        for event_type, count in counts.items():
+            (PUBLISHED_BY_TYPE.get(event_type) or events_published.labels(event_type)).inc(count)
         if self._after_publish is not None:
             self._after_publish(self)
         return published
+
+    def _run_holding_on(self, entries, ttl: int) -> Published:
+        """Run the script; while Redis is away, wait and try again for JOBCAST_REDIS_RETRY_SECONDS.
+
+        The job's code waits inside ctx.progress meanwhile, so an outage costs time, not events.
+        A repeat is marked, so a publish that ran but whose reply was lost is not run twice.
+        """
+        deadline, delay, repeat = None, 0.1, False
+        while True:
+            try:
+                return _run_script(self.job_id, self._groups, entries, ttl, self.seq, repeat)
+            except REDIS_DOWN as exc:
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + settings.JOBCAST["REDIS_RETRY_SECONDS"]
+                    logger.warning("job %s: Redis unreachable (%s); holding its events until it is back",
+                                   self.job_id, type(exc).__name__)
+                if now >= deadline:
+                    raise RedisUnavailable(
+                        f"Redis was unreachable for {settings.JOBCAST['REDIS_RETRY_SECONDS']:g} s ({type(exc).__name__})"
+                    ) from exc
+                time.sleep(min(delay, max(0.0, deadline - now)))
+                delay, repeat = min(delay * 2, 2.0), True
 
     def publish_one(self, event: Event) -> Published:
         """Publish one event (publish() of one)."""

@@ -20,10 +20,13 @@ class Coalescer(Generic[T]):
         self.clock = clock
         self.pending: T | None = None
         self.last_sent_at: float | None = None
+        self.replaced = 0  # values dropped for a newer one (never sent); the owner reads and resets it
 
     def offer(self, value: T) -> T | None:
         """Offer a new value; returns it when it should be sent now, else holds it as pending."""
         now = self.clock()
+        if self.pending is not None:
+            self.replaced += 1  # the held value will never be sent: this one supersedes it
         if self.last_sent_at is None or now - self.last_sent_at >= self.interval:
             self.pending = None
             self.last_sent_at = now

@@ -3,14 +3,20 @@
 It lives in the core (not in services/worker) because the web tier must enqueue with
 the same broker, queue and serializer settings, and tiers never import each other.
 The task itself (`jobcast.run_job`) is defined in jobcast.worker.tasks. Its configuration
-is read from Django's settings when Celery first needs it, so the broker is always
-settings.REDIS_URL.
+is read from Django's settings when Celery first needs it, so the broker is
+settings.REDIS_URL; jobs are enqueued through an app for the REDIS_URL of the moment
+(one, in a deployment), so a test that points settings.REDIS_URL at another server
+enqueues there too.
 """
 
 from __future__ import annotations
 
+import time
+
 from celery import Celery
 from django.conf import settings
+
+from jobcast.logs import current_request_id
 
 RUN_JOB_TASK = "jobcast.run_job"
 QUEUE = "jobcast"
@@ -18,9 +24,9 @@ QUEUE = "jobcast"
 celery_app = Celery("jobcast")
 
 
-def _celery_settings() -> dict:
+def _celery_settings(broker_url: str | None = None) -> dict:
     return {
-        "broker_url": settings.REDIS_URL,
+        "broker_url": broker_url or settings.REDIS_URL,
         "broker_connection_retry_on_startup": True,
         # A job is acknowledged only when it has finished, so a worker that dies
         # mid-job leaves it to be delivered again (docs/workers.md).
@@ -38,14 +44,37 @@ def _celery_settings() -> dict:
         "task_ignore_result": True,
         "result_backend": None,
         "worker_hijack_root_logger": False,
-        "worker_send_task_events": False,
+        # Celery's task events (what Flower and celery-exporter read) are off unless
+        # JOBCAST_CELERY_TASK_EVENTS: a few PUBLISHes per job for listeners jobcast does not
+        # need (docs/operations.md, "Celery task events").
+        "worker_send_task_events": settings.JOBCAST["CELERY_TASK_EVENTS"],
+        "task_send_sent_event": settings.JOBCAST["CELERY_TASK_EVENTS"],
         "broker_pool_limit": 10,
     }
 
 
 celery_app.add_defaults(_celery_settings)
+_senders: dict[str, Celery] = {}
+
+
+def _sender() -> Celery:
+    """The app that enqueues on settings.REDIS_URL (made once per URL; its connections are pooled)."""
+    url = settings.REDIS_URL
+    app = _senders.get(url)
+    if app is None:
+        app = _senders[url] = Celery("jobcast", set_as_current=False)
+        app.add_defaults(lambda: _celery_settings(url))
+    return app
+
+
+ENQUEUED_AT_HEADER = "jobcast_enqueued_at"  # read back by jobcast.metrics.QueueCollector (oldest job's age)
+REQUEST_ID_HEADER = "jobcast_request_id"  # the submitting request's id, for the worker's log lines
 
 
 def enqueue_job(job_id) -> None:
     """Queue a job for a worker (call on commit, so the worker finds the row)."""
-    celery_app.send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE)
+    headers = {ENQUEUED_AT_HEADER: time.time()}
+    request_id = current_request_id()
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    _sender().send_task(RUN_JOB_TASK, args=[str(job_id)], queue=QUEUE, headers=headers)

@@ -20,15 +20,24 @@ from django.utils import timezone
 
 from jobcast.errors import ApiError, Conflict, NotFound
 from jobcast.events.groups import cancel_key, submit_rate_key
-from jobcast.events.publisher import JobPublisher, notify_new_job
+from jobcast.events.publisher import JobPublisher, RedisUnavailable, notify_new_job
 from jobcast.events.schema import JobError, LogEvent, StateEvent
 from jobcast.jobs.documents import job_document
+from jobcast.jobs.lease import JobLease, wait_until_unheld
 from jobcast.jobs.models import Job
 from jobcast.jobs.queue import enqueue_job
 from jobcast.jobs.registry import JobKind, get_kind, validate_params
 from jobcast.jobs.selectors import job_get_for_user
 from jobcast.jobs.states import State, is_terminal, sources_of
-from jobcast.metrics import job_duration, jobs_finished
+from jobcast.metrics import (
+    job_duration,
+    job_queue_wait,
+    jobs_finished,
+    jobs_restarted,
+    jobs_running,
+    jobs_started,
+    jobs_submitted,
+)
 from jobcast.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -38,18 +47,20 @@ logger = logging.getLogger(__name__)
 DB_PROGRESS_INTERVAL = 5.0
 
 
-def job_transition(job_id, target: str, **fields) -> bool:
+def job_transition(job_id, target: str, *, only_from: str | None = None, **fields) -> bool:
     """Move a job to `target` if the contract allows it from its current state; True if it moved.
 
     The check and the write are one conditional UPDATE, so two processes racing
-    (a cancel and a worker finishing, say) cannot both win.
+    (a cancel and a worker starting or finishing, say) cannot both win. `only_from`
+    narrows the allowed sources to the state the caller saw.
     """
     now = timezone.now()
     if target == State.RUNNING:
         fields.setdefault("started_at", now)
     if is_terminal(target):
         fields.setdefault("finished_at", now)
-    updated = Job.objects.filter(id=job_id, state__in=sources_of(target)).update(state=target, **fields)
+    sources = [only_from] if only_from is not None else sources_of(target)
+    updated = Job.objects.filter(id=job_id, state__in=sources).update(state=target, **fields)
     return updated == 1
 
 
@@ -76,6 +87,17 @@ def check_submit_rate(user_id) -> None:
         )
 
 
+def check_active_jobs(user_id) -> None:
+    """Enforce JOBCAST_MAX_ACTIVE_JOBS_PER_USER: queued and running jobs of one user at once."""
+    limit = settings.JOBCAST["MAX_ACTIVE_JOBS_PER_USER"]
+    if limit and Job.objects.filter(owner_id=user_id, state__in=[State.QUEUED, State.RUNNING])[:limit].count() >= limit:
+        raise ApiError(
+            429,
+            f"Too many active jobs: at most {limit} queued or running at once. Wait for some to finish.",
+            headers={"Retry-After": "10"},
+        )
+
+
 def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> tuple[Job, bool]:
     """Create and enqueue a job; returns (job, created). A reused Idempotency-Key returns the first job."""
     kind_obj, clean_params = validate_params(kind, params)
@@ -84,6 +106,7 @@ def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> t
         if existing:
             return existing, False
     check_submit_rate(user.id)
+    check_active_jobs(user.id)
     try:
         with transaction.atomic():
             job = Job.objects.create(
@@ -96,15 +119,24 @@ def job_submit(user, kind: str, params, idempotency_key: str | None = None) -> t
         if existing is None:
             raise
         return existing, False
+    jobs_submitted.labels(job.kind).inc()
     return job, True
 
 
 def _announce_and_enqueue(job: Job, owner_name: str) -> None:
-    """Show the new job on its owner's all-jobs streams and the staff stream, then queue it for a worker."""
-    # The snapshot first: a fast worker's `running` event must not reach the owner's
-    # streams before the job itself does.
-    notify_new_job(job.owner_id, owner_name, job_document(job))
-    enqueue_job(job.id)
+    """Show the new job on its owner's all-jobs streams and the staff stream, then queue it for a worker.
+
+    When Redis is away the job cannot be queued: its row is deleted again, so no job is
+    left half-created (queued, but in no queue), and the error answers the request (503).
+    """
+    try:
+        # The snapshot first: a fast worker's `running` event must not reach the owner's
+        # streams before the job itself does.
+        notify_new_job(job.owner_id, owner_name, job_document(job))
+        enqueue_job(job.id)
+    except Exception:
+        Job.objects.filter(id=job.id, state=State.QUEUED).delete()
+        raise
 
 
 # -- cancelling ----------------------------------------------------------------------
@@ -122,7 +154,8 @@ def job_request_cancel(job: Job) -> Job:
     """Cancel this job (the caller has checked ownership); 409 when it already ended otherwise."""
     if is_terminal(job.state):
         raise Conflict(f"Job is already {job.state}.")
-    if job.state == State.QUEUED and _end(job, job_publisher(job), State.CANCELLED):
+    # Only from `queued`: a worker that started the job meanwhile owns it; it gets the flag below.
+    if job.state == State.QUEUED and _end(job, job_publisher(job), State.CANCELLED, from_state=State.QUEUED):
         return _reread(job)
     # Running (or it started between our read and the update): its worker reads this flag
     # every JOBCAST_CANCEL_CHECK_INTERVAL and ends the job `cancelled`.
@@ -152,11 +185,29 @@ def job_cancel_requested(job_id) -> bool:
 
 @dataclass
 class JobRun:
-    """A job a worker is running: its row, its kind and its publish handle."""
+    """A job a worker is running: its row, its kind, its publish handle and its lease.
+
+    Made only by `job_start`, which counts it in `jobcast_jobs_running`; `job_finish` (or
+    `job_give_up`, for an attempt Redis's absence ended) uncounts it.
+    """
 
     job: Job
     kind: JobKind
     publisher: JobPublisher
+    lease: JobLease
+    counted: bool = False  # in jobcast_jobs_running until job_finish
+
+
+def _running(job: Job, kind: JobKind, publisher: JobPublisher, lease: JobLease) -> JobRun:
+    """The run this process is about to do, counted in jobcast_jobs_running (job_finish uncounts it)."""
+    jobs_running.labels(job.kind).inc()
+    return JobRun(job, kind, publisher, lease, counted=True)
+
+
+def _uncount(run: JobRun) -> None:
+    if run.counted:
+        run.counted = False
+        jobs_running.labels(run.job.kind).dec()
 
 
 def job_publisher(job: Job, *, sync_row: bool = False) -> JobPublisher:
@@ -176,50 +227,82 @@ def job_publisher(job: Job, *, sync_row: bool = False) -> JobPublisher:
     return JobPublisher(job.id, job.owner_id, seq=job.seq, after_publish=write_row)
 
 
-def job_start(job_id) -> JobRun | None:
+def job_start(job_id, *, outage: RedisUnavailable | None = None, lease: JobLease | None = None) -> JobRun | None:
     """Start a delivered job, or resume it after its worker was lost; None when it must not run.
 
-    A job found `running` was being run by a worker that died: it runs again (attempts
-    grows) unless its kind says `redeliver=False` or it ran out of attempts
-    (JOBCAST_MAX_ATTEMPTS), in which case it fails with `WorkerLost`.
+    A job found `running` is either run by a live attempt elsewhere (its lease is held: this
+    delivery is a duplicate, skipped), or was being run by a worker that died (or, with
+    `outage`, by this worker's `lease` until Redis went away): it runs again (attempts grows)
+    unless its kind says `redeliver=False` or it ran out of attempts (JOBCAST_MAX_ATTEMPTS),
+    in which case it fails with `WorkerLost` (or `RedisUnavailable`). The attempt that runs
+    holds the job's lease; the runner renews and releases it.
     """
     job = Job.objects.filter(id=job_id).first()
     if job is None or is_terminal(job.state):
         return None
     publisher = job_publisher(job, sync_row=True)
     kind = get_kind(job.kind)
+    lease = lease or JobLease(job.id)
     if job.state == State.QUEUED:
         started_at = timezone.now()
         if not job_transition(job.id, State.RUNNING, attempts=F("attempts") + 1, started_at=started_at):
             return None  # cancelled while queued
+        lease.take()
         job.state, job.started_at, job.attempts = State.RUNNING, started_at, job.attempts + 1
+        waited = max(0.0, (started_at - job.created_at).total_seconds())
+        jobs_started.labels(job.kind).inc()
+        job_queue_wait.labels(job.kind).observe(waited)
+        logger.info("job %s (%s) started after %.3f s in the queue", job.id, job.kind, waited,
+                    extra={"kind": job.kind, "attempt": job.attempts, "queue_wait_s": round(waited, 3)})
         publisher.publish_one(_state_event(job, State.RUNNING, started_at))
         if kind is None:
-            _end(job, publisher, State.FAILED, error=JobError(type="UnknownKind", message=f"no job kind {job.kind!r} on this worker"))
+            _end(job, publisher, State.FAILED, from_state=State.RUNNING,
+                 error=JobError(type="UnknownKind", message=f"no job kind {job.kind!r} on this worker"))
+            lease.release()
             return None
-        return JobRun(job, kind, publisher)
+        return _running(job, kind, publisher, lease)
+    if not wait_until_unheld(job.id, mine=lease):
+        logger.info("job %s is running elsewhere (its lease is held): skipping a duplicate delivery", job.id)
+        return None
     Job.objects.filter(id=job.id).update(attempts=F("attempts") + 1)
     job.refresh_from_db()
+    if outage is not None and job.attempts > settings.JOBCAST["MAX_ATTEMPTS"]:
+        error = JobError(type="RedisUnavailable", message=f"{outage} on each of {job.attempts - 1} attempts")
+        _end(job, publisher, State.FAILED, from_state=State.RUNNING, error=error)
+        lease.release()
+        return None
     if kind is None or not kind.redeliver or job.attempts > settings.JOBCAST["MAX_ATTEMPTS"]:
         why = ("its kind is not redelivered" if kind is not None and not kind.redeliver
                else f"after {job.attempts - 1} attempts" if kind is not None else f"no job kind {job.kind!r} on this worker")
         job_fail_lost(job, why, publisher)
+        lease.release()
         return None
+    lease.take()
+    why = "Redis was unreachable" if outage is not None else "its worker was lost"
     publisher.publish_one(
-        LogEvent(job_id=str(job.id), ts=time.time(), message=f"restarted after its worker was lost (attempt {job.attempts})")
+        LogEvent(job_id=str(job.id), ts=time.time(), message=f"restarted after {why} (attempt {job.attempts})")
     )
-    return JobRun(job, kind, publisher)
+    jobs_restarted.labels(job.kind).inc()
+    return _running(job, kind, publisher, lease)
 
 
 def job_finish(run: JobRun, state: str, *, result=None, error: JobError | None = None) -> bool:
     """End a running job in `state` (its context is closed: held progress already went out)."""
-    return _end(run.job, run.publisher, state, result=result, error=error)
+    try:
+        return _end(run.job, run.publisher, state, from_state=State.RUNNING, result=result, error=error)
+    finally:
+        _uncount(run)
+
+
+def job_give_up(run: JobRun) -> None:
+    """An attempt Redis's absence ended: no longer running here (the job stays `running` for the next one)."""
+    _uncount(run)
 
 
 def job_fail_lost(job: Job, why: str, publisher: JobPublisher | None = None) -> bool:
     """Fail a running job whose worker was lost (for the runner on redelivery, or a reaper)."""
     error = JobError(type="WorkerLost", message=f"the worker running the job was lost ({why})")
-    return _end(job, publisher or job_publisher(job), State.FAILED, error=error)
+    return _end(job, publisher or job_publisher(job), State.FAILED, from_state=State.RUNNING, error=error)
 
 
 def _state_event(job: Job, state: str, when, *, result=None, error: JobError | None = None) -> StateEvent:
@@ -227,23 +310,36 @@ def _state_event(job: Job, state: str, when, *, result=None, error: JobError | N
     return StateEvent(job_id=str(job.id), ts=when.timestamp(), state=state, result=result, error=error)
 
 
-def _end(job: Job, publisher: JobPublisher, state: str, *, result=None, error: JobError | None = None) -> bool:
+def _end(job: Job, publisher: JobPublisher, state: str, *, from_state: str, result=None,
+         error: JobError | None = None) -> bool:
     """Move the job to a terminal state and publish its last event; False when it had already ended.
 
-    The row is written first, so whoever sees the terminal event and reads the job finds it
-    ended; the event's `ts` is the row's `finished_at`, so a client's folded document and a
-    fresh snapshot agree.
+    The row is written first, with the seq its terminal event is about to get, so whoever
+    sees the terminal event and reads the job finds it ended, and the row carries the seq of
+    the job's last event even if Redis is gone for longer than the publisher waits (readers
+    then get a reset snapshot with the end, never silence). The event's `ts` is the row's
+    `finished_at`, so a client's folded document and a fresh snapshot agree.
     """
     finished_at = timezone.now()
-    fields = {"result": result, "error": error.model_dump() if error else None, "finished_at": finished_at}
+    terminal_seq = publisher.seq + 1
+    fields = {"result": result, "error": error.model_dump() if error else None, "finished_at": finished_at,
+              "seq": terminal_seq}
     if publisher.latest_progress is not None:
         fields["progress"] = publisher.latest_progress.progress().model_dump()
-    if not job_transition(job.id, state, **fields):
+    if not job_transition(job.id, state, only_from=from_state, **fields):
         logger.warning("job %s could not move to %s (state changed elsewhere)", job.id, state)
         return False
-    published = publisher.publish_one(_state_event(job, state, finished_at, result=result, error=error))
-    Job.objects.filter(id=job.id).update(seq=published.seq)
+    try:
+        published = publisher.publish_one(_state_event(job, state, finished_at, result=result, error=error))
+    except RedisUnavailable as exc:
+        logger.error("job %s ended %s but its terminal event could not be published: %s", job.id, state, exc)
+    else:
+        if published.seq != terminal_seq:  # the counter was ahead of this handle (it never is when one worker runs the job)
+            Job.objects.filter(id=job.id).update(seq=published.seq)
     jobs_finished.labels(job.kind, state).inc()
-    if job.started_at:
-        job_duration.labels(job.kind, state).observe((finished_at - job.started_at).total_seconds())
+    duration = (finished_at - job.started_at).total_seconds() if job.started_at else None
+    if duration is not None:
+        job_duration.labels(job.kind, state).observe(duration)
+    logger.info("job %s (%s) %s", job.id, job.kind, state,
+                extra={"kind": job.kind, "state": state, "duration_s": None if duration is None else round(duration, 3)})
     return True
