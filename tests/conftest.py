@@ -1,8 +1,8 @@
 """Fixtures for every test: a real redis-server, users, tokens and API clients.
 
 Django's settings are loaded before this file (pytest-django), so the session's Redis is
-wired in by overriding settings.REDIS_URL: every Redis user in jobcast (the clients, the
-publisher, Celery, the channel layer) reads it from there when it first connects.
+wired in by overriding JOBCAST["REDIS_URL"]: every Redis user in jobcast (the clients, the
+publisher, Celery, the channel layer) reads it (jobcast.conf) when it first connects.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from tests.support import start_redis
 def redis_server(tmp_path_factory):
     """A real redis-server on a free port for the whole session."""
     server = start_redis(tmp_path_factory.mktemp("redis"))
-    with override_settings(REDIS_URL=server.url):
+    from django.conf import settings
+
+    with override_settings(JOBCAST={**settings.JOBCAST, "REDIS_URL": server.url}):
         yield server
     server.stop()
 

@@ -18,7 +18,7 @@ from ninja.renderers import BaseRenderer
 from ninja.security import HttpBearer, SessionAuth
 from pydantic import BaseModel, Field, model_validator
 
-from jobcast.accounts.services import ticket_create, token_lookup
+from jobcast.accounts.services import ticket_create, token_lookup, user_for_subject
 from jobcast.errors import DEPENDENCY_DOWN, ApiError, NotFound, error_response, unavailable_response
 from jobcast.events.history import read_history
 from jobcast.jobs.documents import job_document, job_documents
@@ -32,15 +32,36 @@ from jobcast.web.schemas import SubmitIn
 logger = logging.getLogger(__name__)
 
 
+SUBJECT_HEADER = "Jobcast-Subject"  # a service token's submission names the product's user by its `sub`
+
+
 class BearerToken(HttpBearer):
-    """`Authorization: Bearer <token>` with a token from `jobcast token`."""
+    """`Authorization: Bearer <token>` with a token from `jobcast token`.
+
+    A service token (`jobcast token NAME --service`) opens one route only, `POST /api/jobs/` with a
+    Jobcast-Subject header, and submits as the user that `sub` maps to (docs/protocol.md).
+    """
 
     def authenticate(self, request, token):
         api_token = token_lookup(token)
         if api_token is None:
             return None
+        if api_token.service:
+            return self.on_behalf(request, api_token)
         request.user, request.api_token = api_token.user, api_token
         return api_token.user
+
+    @staticmethod
+    def on_behalf(request, api_token):
+        match = getattr(request, "resolver_match", None)
+        if request.method != "POST" or match is None or match.url_name != "submit_job":
+            raise ApiError(403, "A service token may only submit jobs (POST /api/jobs/ with a Jobcast-Subject header).")
+        subject = request.headers.get(SUBJECT_HEADER, "")
+        if not 1 <= len(subject) <= 255:
+            raise ApiError(400, f"A service token submits on behalf of a user: send the {SUBJECT_HEADER} header.",
+                           [{"loc": ["header", SUBJECT_HEADER], "msg": "1 to 255 characters"}])
+        request.api_token = api_token
+        return user_for_subject(subject)
 
 
 class LoggedInSession(SessionAuth):
@@ -92,7 +113,7 @@ api = NinjaAPI(
     docs_url="/docs/",
     renderer=OrjsonRenderer(),
     parser=OrjsonParser(),
-    urls_namespace="api",
+    urls_namespace="jobcast-api",  # its own: a product may have a NinjaAPI of its own
 )
 
 ERRORS = {400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 429: ErrorOut}
@@ -156,7 +177,7 @@ def on_unexpected(request, exc):
     return error_response(500, "Internal server error.")
 
 
-@api.post("/jobs/", response={201: JobDocument, 200: JobDocument, **ERRORS}, summary="Submit a job")
+@api.post("/jobs/", response={201: JobDocument, 200: JobDocument, **ERRORS}, summary="Submit a job", url_name="submit_job")
 def submit_job(request, body: SubmitIn):
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (1 <= len(key) <= 255):

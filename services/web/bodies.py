@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 
-from django.conf import settings
+from jobcast.conf import option
 
 READ_SIZE = 65536
 
@@ -45,7 +45,7 @@ class ChunkedBodies:
         # wsgi.input_terminated: the server ends the stream at the body's end (gunicorn
         # does), so reading it to the end cannot block on the next request.
         if chunked and not environ.get("CONTENT_LENGTH") and environ.get("wsgi.input_terminated"):
-            body = _read_at_most(environ["wsgi.input"], settings.JOBCAST["MAX_BODY_BYTES"] + 1)
+            body = _read_at_most(environ["wsgi.input"], option("MAX_BODY_BYTES") + 1)
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
         return self.app(environ, start_response)

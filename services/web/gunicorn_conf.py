@@ -1,18 +1,17 @@
-"""gunicorn settings for `jobcast run web` (values from settings.JOBCAST, docs/configuration.md)."""
+"""gunicorn settings for `jobcast run web` (values from jobcast.conf, docs/configuration.md)."""
 
-from django.conf import settings
 
 from jobcast import use_settings
-from jobcast.logs import set_tier
+from jobcast.conf import option
+from jobcast.logs import set_tier, tier_logging
 
-use_settings()
+use_settings()  # the process's DJANGO_SETTINGS_MODULE (`jobcast run web --settings`), else jobcast's
 set_tier("web")
-_options = settings.JOBCAST
 
-bind = f"{_options['BIND']}:{_options['WEB_PORT']}"
-workers = _options["WEB_CONCURRENCY"]
+bind = f"{option('BIND')}:{option('WEB_PORT')}"
+workers = option("WEB_CONCURRENCY")
 worker_class = "gthread"
-threads = _options["WEB_THREADS"]
+threads = option("WEB_THREADS")
 # In-flight requests get this long to finish on SIGTERM (a rolling deploy's drain).
 graceful_timeout = 25
 timeout = 60
@@ -25,17 +24,17 @@ keepalive = 75
 # gunicorn's own lines use jobcast's logging (JSON or text, jobcast.logs).
 accesslog = None
 errorlog = "-"
-logconfig_dict = settings.LOGGING
-loglevel = _options["LOG_LEVEL"]
+logconfig_dict = tier_logging()
+loglevel = option("LOG_LEVEL")
 # nginx is the only client; its X-Forwarded-* are trusted from these addresses
 # (JOBCAST_FORWARDED_ALLOW_IPS: loopback by default, the compose network in compose).
-forwarded_allow_ips = _options["FORWARDED_ALLOW_IPS"]
+forwarded_allow_ips = option("FORWARDED_ALLOW_IPS")
 proc_name = "jobcast-web"
 
 
 def child_exit(server, worker):
     """A gunicorn worker is gone: merge its metrics into the dead-process totals."""
-    if _options["PROMETHEUS_MULTIPROC_DIR"]:
+    if option("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)

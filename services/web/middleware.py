@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from django.conf import settings
+from jobcast.conf import option
 from django.urls import resolve
 
 from jobcast.errors import DEPENDENCY_DOWN, error_response, unavailable_response
@@ -98,7 +98,7 @@ class BodySizeLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        limit = settings.JOBCAST["MAX_BODY_BYTES"]
+        limit = option("MAX_BODY_BYTES")
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

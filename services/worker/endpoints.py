@@ -17,10 +17,11 @@ from http import HTTPStatus
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from celery.signals import setup_logging, worker_process_shutdown, worker_ready
-from django.conf import settings
 
+from jobcast.conf import option
 from jobcast.errors import error_body
 from jobcast.health import check_redis, readiness
+from jobcast.logs import tier_logging
 from jobcast.jobs.queue import QUEUE
 from jobcast.jobs.registry import all_kinds
 from jobcast.metrics import QueueCollector, WorkerCollector, prebind_kinds, render_latest
@@ -69,23 +70,23 @@ def _use_jobcast_logging(**kwargs):
     """Celery leaves logging alone when this signal has a receiver: jobcast's format (jobcast.logs) stays."""
     import logging.config
 
-    logging.config.dictConfig(settings.LOGGING)
+    logging.config.dictConfig(tier_logging())
 
 
 @worker_ready.connect
 def _start_endpoints(**kwargs):
     prebind_kinds(kind.name for kind in all_kinds())
-    port = settings.JOBCAST["WORKER_METRICS_PORT"]
+    port = option("WORKER_METRICS_PORT")
     if port:
         try:
-            serve_operator_endpoints(settings.JOBCAST["BIND"], port)
+            serve_operator_endpoints(option("BIND"), port)
         except OSError as exc:  # a taken port must not stop the worker from running jobs
             logger.error("worker endpoints not started on port %d: %s", port, exc)
 
 
 @worker_process_shutdown.connect
 def _forget_pool_process(pid=None, **kwargs):
-    if settings.JOBCAST["PROMETHEUS_MULTIPROC_DIR"]:
+    if option("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid or os.getpid())

@@ -13,8 +13,7 @@ import logging
 import time
 
 import orjson
-from django.conf import settings
-
+from jobcast.conf import option
 from jobcast.events.publisher import REDIS_DOWN, RedisUnavailable
 from jobcast.events.schema import JobError
 from jobcast.jobs.context import JobCancelled, JobContext
@@ -54,8 +53,8 @@ def _run(run: JobRun) -> None:
     ctx = JobContext(
         run.publisher,
         cancel_requested=lambda: _cancel_requested(job.id),
-        max_rate=settings.JOBCAST["PROGRESS_MAX_RATE"],
-        cancel_check_interval=settings.JOBCAST["CANCEL_CHECK_INTERVAL"],
+        max_rate=option("PROGRESS_MAX_RATE"),
+        cancel_check_interval=option("CANCEL_CHECK_INTERVAL"),
         attempt=max(job.attempts, 1),
     )
     state, result, error = State.SUCCEEDED, None, None

@@ -1,4 +1,5 @@
-"""Handshake authentication: session cookie (with an Origin check), Bearer header, or ticket.
+"""Handshake authentication: ticket, product-signed token (`?token=`), Bearer header, or the session
+cookie (with an Origin check).
 
 The session is read here, once, rather than by Channels' Cookie/Session/Auth middleware
 stack: that stack wraps every message the socket sends (a session check per event per
@@ -8,6 +9,7 @@ every socket's scope, for a stream that never writes to its session.
 
 from __future__ import annotations
 
+import time
 from importlib import import_module
 from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -19,7 +21,9 @@ from django.contrib.auth import get_user_model
 from django.http import parse_cookie
 from django.http.request import validate_host
 
-from jobcast.accounts.services import Ticket, ticket_redeem, token_lookup, tokens_still_usable
+from jobcast.accounts.services import Ticket, ticket_redeem, token_lookup, tokens_still_usable, user_for_subject
+from jobcast.accounts.stream_tokens import stream_token_verify
+from jobcast.events.schema import StreamTokenClaims
 from jobcast.redis_client import get_async_redis
 
 
@@ -48,7 +52,14 @@ def origin_allowed(scope) -> bool:
 
 @database_sync_to_async
 def _token(raw: str):
-    return token_lookup(raw)
+    token = token_lookup(raw)
+    return token if token is not None and not token.service else None  # a service token only submits jobs
+
+
+@database_sync_to_async
+def _subject_user(subject: str):
+    user = user_for_subject(subject)
+    return user if user.is_active else None
 
 
 @database_sync_to_async
@@ -77,15 +88,23 @@ def _user_by_session(session_key: str):
 class Credential(NamedTuple):
     user: object
     token_id: int | None  # the API token the socket was opened with (directly or through a ticket)
+    claims: StreamTokenClaims | None = None  # a product-signed token's: its expiry and the jobs it allows
 
 
 async def authenticate(scope) -> Credential | None:
-    """The handshake's user and token, or None: ticket, then Bearer header, then the session cookie."""
-    ticket = query_params(scope).get("ticket")
+    """The handshake's user and token, or None: ticket, then a product-signed token, then Bearer
+    header, then the session cookie."""
+    params = query_params(scope)
+    ticket = params.get("ticket")
     if ticket:
         redeemed = await ticket_redeem(get_async_redis(), ticket)
         user = await _ticket_holder(redeemed) if redeemed else None
         return Credential(user, redeemed.token_id) if user else None
+    stream_token = params.get("token")
+    if stream_token:
+        claims = stream_token_verify(stream_token)
+        user = await _subject_user(claims.sub) if claims else None
+        return Credential(user, None, claims) if user else None
     authorization = header(scope, b"authorization") or ""
     if authorization.lower().startswith("bearer "):
         token = await _token(authorization[7:].strip())
@@ -98,9 +117,12 @@ async def authenticate(scope) -> Credential | None:
 
 
 async def revoked(consumers) -> list:
-    """The consumers whose socket was opened with a token that has since been revoked or has expired."""
+    """The consumers whose socket was opened with an API token that has since been revoked or has
+    expired, or with a product-signed token past its `exp`."""
+    now = time.time()
+    expired = [c for c in consumers if getattr(c, "claims", None) is not None and c.claims.exp <= now]
     with_tokens = [c for c in consumers if getattr(c, "token_id", None) is not None]
     if not with_tokens:
-        return []
+        return expired
     usable = await database_sync_to_async(tokens_still_usable)([c.token_id for c in with_tokens])
-    return [c for c in with_tokens if c.token_id not in usable]
+    return expired + [c for c in with_tokens if c.token_id not in usable]

@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from pydantic import ValidationError
 
 from jobcast.errors import ApiError
-from jobcast.events.groups import ALL_JOBS_GROUP, job_group, user_group
+from jobcast.events.groups import ALL_JOBS_GROUP, LAYER_ALIAS, job_group, user_group
 from jobcast.events.history import StoredEvent, read_history_async, read_live_async
 from jobcast.events.publisher import REDIS_DOWN
 from jobcast.events.schema import CancelRequest, CloseCode, ErrorMessage, SnapshotMessage, StaffSnapshotMessage
@@ -61,9 +61,11 @@ def count_refusal(code: int) -> None:
 class _JobcastConsumer(AsyncWebsocketConsumer):
     """Shared handshake (auth, limits) and client-message handling."""
 
+    channel_layer_alias = LAYER_ALIAS  # jobcast's layer, beside any layer of a product's own
     groups = []
     user = None
     token_id = None  # the API token the socket was opened with: revoking it closes the socket (4401)
+    claims = None  # a product-signed token's claims: the jobs it allows; its expiry closes the socket (4401)
     accepted = False
     admitted = False
     bad_messages = 0
@@ -137,7 +139,7 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
         if credential is None:
             await self.refuse(CloseCode.NOT_AUTHENTICATED)
             return False
-        self.user, self.token_id = credential
+        self.user, self.token_id, self.claims = credential
         refusal = connections.refusal(self.user.id)
         if refusal:
             await self.refuse(refusal)
@@ -234,7 +236,7 @@ class JobConsumer(_JobcastConsumer):
         if not await self.admit():
             return
         self.job = await database_sync_to_async(job_get_for_user)(self.user, self.scope["url_route"]["kwargs"]["job_id"])
-        if self.job is None:
+        if self.job is None or (self.claims is not None and not self.claims.allows(self.job)):
             await self.refuse(CloseCode.NOT_FOUND)
             return
         after = query_params(self.scope).get("after")
@@ -337,7 +339,7 @@ class UserJobsConsumer(_JobcastConsumer):
         if not await self.admit():
             return
         staff_stream = query_params(self.scope).get("all") == "1"
-        if staff_stream and not self.user.is_staff:
+        if (staff_stream and not self.user.is_staff) or (self.claims is not None and self.claims.scoped):
             await self.refuse(CloseCode.FORBIDDEN)
             return
         await self.accept()
@@ -379,6 +381,8 @@ class UserJobsConsumer(_JobcastConsumer):
 
 class NoSuchEndpoint(AsyncWebsocketConsumer):
     """Any other path under /ws/: refused with 4404."""
+
+    channel_layer_alias = LAYER_ALIAS
 
     async def connect(self):
         count_refusal(CloseCode.NOT_FOUND)

@@ -40,3 +40,18 @@ async def health_app(scope, receive, send):
         await _respond(send, 200, body, content_type)
     else:
         await _respond(send, 404, error_body("Not found."))
+
+
+OPERATOR_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def with_operator_endpoints(app):
+    """`app` (jobcast's ws application, or a product's router including jobcast's routes) with the
+    ws tier's /healthz, /readyz and /metrics answering HTTP in front of it."""
+
+    async def application(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in OPERATOR_PATHS:
+            return await health_app(scope, receive, send)
+        return await app(scope, receive, send)
+
+    return application

@@ -34,10 +34,12 @@ from collections import deque
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close
 from channels.layers import channel_layers
-from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from jobcast.conf import option
+from jobcast.events.groups import LAYER_PREFIX
 from jobcast.metrics import DROPPED_QUEUE_FULL, ws_groups
 
 logger = logging.getLogger(__name__)
@@ -174,19 +176,34 @@ def redis_host(url: str) -> dict:
     return {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5, "socket_keepalive": True}
 
 
+_layers_url: str | None = None  # the Redis the layers made so far are on
+
+
 @receiver(setting_changed)
 def _follow_redis_url(setting, **kwargs):
-    """A changed REDIS_URL (a test's own server) gets layers on that Redis: Channels itself
-    drops its cached layers only when CHANNEL_LAYERS changes."""
-    if setting == "REDIS_URL":
+    """A changed JOBCAST["REDIS_URL"] (a test's own server) gets layers on that Redis: Channels
+    itself drops its cached layers only when CHANNEL_LAYERS changes."""
+    if setting == "JOBCAST" and _layers_url is not None and option("REDIS_URL") != _layers_url:
         channel_layers.backends.clear()
 
 
 class JobcastChannelLayer(RedisPubSubChannelLayer):
-    """RedisPubSubChannelLayer whose loop layers are JobcastLoopLayer, on settings.REDIS_URL by default."""
+    """RedisPubSubChannelLayer whose loop layers are JobcastLoopLayer, on jobcast's REDIS_URL by default.
 
-    def __init__(self, *args, hosts=None, **kwargs):
-        super().__init__(*args, hosts=hosts or [redis_host(settings.REDIS_URL)], **kwargs)
+    Configured under its own alias, CHANNEL_LAYERS["jobcast"] (LAYER_ALIAS), with no CONFIG
+    needed: the Redis is JOBCAST["REDIS_URL"] and each socket's queue holds at most
+    JOBCAST["CHANNEL_CAPACITY"] messages unless CONFIG says otherwise.
+    """
+
+    def __init__(self, *args, hosts=None, capacity=None, prefix=LAYER_PREFIX, **kwargs):
+        global _layers_url
+        if prefix != LAYER_PREFIX:
+            raise ImproperlyConfigured(f"jobcast's channel layer uses the prefix {LAYER_PREFIX!r} (its publisher's)")
+        if hosts is None:
+            _layers_url = option("REDIS_URL")
+            hosts = [redis_host(_layers_url)]
+        capacity = option("CHANNEL_CAPACITY") if capacity is None else capacity
+        super().__init__(*args, hosts=hosts, prefix=prefix, capacity=capacity, **kwargs)
 
     def _get_layer(self):
         loop = asyncio.get_running_loop()

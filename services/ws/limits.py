@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from django.conf import settings
-
+from jobcast.conf import option
 from jobcast.events.schema import CloseCode
 from jobcast.metrics import ws_connections, ws_connections_opened
 
@@ -26,9 +25,9 @@ class ConnectionBook:
         """The close code to refuse a new socket of this user with, or None to admit it."""
         if self.draining:
             return CloseCode.SERVER_RESTARTING
-        if self.total >= settings.JOBCAST["WS_MAX_CONNECTIONS"]:
+        if self.total >= option("WS_MAX_CONNECTIONS"):
             return CloseCode.OVERLOADED
-        if self.per_user[user_id] >= settings.JOBCAST["WS_MAX_CONNECTIONS_PER_USER"]:
+        if self.per_user[user_id] >= option("WS_MAX_CONNECTIONS_PER_USER"):
             return CloseCode.TOO_MANY_CONNECTIONS
         return None
 

@@ -18,8 +18,7 @@ import logging
 import time
 import weakref
 
-from django.conf import settings
-
+from jobcast.conf import option
 from jobcast.events.groups import live_key
 from jobcast.events.publisher import REDIS_DOWN
 from jobcast.events.schema import CloseCode
@@ -75,12 +74,12 @@ async def sweep_forever(layer) -> None:
     """Run sweep_once every JOBCAST_WS_RESYNC_SECONDS for the life of the event loop."""
     seen: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
     failed_rounds = 0
-    next_token_check = time.monotonic() + settings.JOBCAST["WS_TOKEN_RECHECK_SECONDS"]
+    next_token_check = time.monotonic() + option("WS_TOKEN_RECHECK_SECONDS")
     while True:
-        await asyncio.sleep(settings.JOBCAST["WS_RESYNC_SECONDS"])
+        await asyncio.sleep(option("WS_RESYNC_SECONDS"))
         try:
             if time.monotonic() >= next_token_check:
-                next_token_check = time.monotonic() + settings.JOBCAST["WS_TOKEN_RECHECK_SECONDS"]
+                next_token_check = time.monotonic() + option("WS_TOKEN_RECHECK_SECONDS")
                 await close_revoked()
             await sweep_once(layer, seen)
             failed_rounds = 0

@@ -23,9 +23,10 @@ import uvicorn
 
 from django.conf import settings
 
-from jobcast import use_settings
+from jobcast import django_setup, use_settings
+from jobcast.conf import option
 from jobcast.events.schema import CloseCode
-from jobcast.logs import set_tier
+from jobcast.logs import set_tier, tier_logging
 from jobcast.ws.limits import connections
 from jobcast.ws.protocol import JobcastWebSocketProtocol
 
@@ -79,17 +80,22 @@ class DrainingServer(uvicorn.Server):
 
 
 def make_config(argv: list[str] | None = None) -> uvicorn.Config:
-    """uvicorn's settings for the ws tier (or, with --app, the combined front-door app)."""
+    """uvicorn's settings for the ws tier (or, with --app, the combined front-door app).
+
+    The ws tier serves the settings' ASGI_APPLICATION (jobcast's own, `jobcast.ws.asgi`, or a
+    product's router that includes jobcast's routes, docs/integration.md), with the tier's
+    operator endpoints in front of it for HTTP.
+    """
     use_settings()
-    options = settings.JOBCAST
     parser = argparse.ArgumentParser(prog="jobcast-ws")
-    parser.add_argument("--app", default="jobcast.ws.asgi:application")
-    parser.add_argument("--host", default=options["BIND"])
-    parser.add_argument("--port", type=int, default=options["WS_PORT"])
+    parser.add_argument("--app", default=None, help="an ASGI app as module:attribute (default: ASGI_APPLICATION)")
+    parser.add_argument("--host", default=option("BIND"))
+    parser.add_argument("--port", type=int, default=option("WS_PORT"))
     args = parser.parse_args(argv)
-    set_tier("ws" if args.app == "jobcast.ws.asgi:application" else "frontdoor")
+    set_tier("ws" if args.app is None else "frontdoor")
     return uvicorn.Config(
-        args.app,
+        args.app or _ws_application,
+        factory=args.app is None,
         host=args.host,
         port=args.port,
         loop="uvloop",
@@ -99,25 +105,35 @@ def make_config(argv: list[str] | None = None) -> uvicorn.Config:
         # Events are small JSON; per-message deflate cost a zlib state per socket and a
         # compression per event per socket (16 % of the ws process's CPU in bench B).
         ws_per_message_deflate=False,
-        ws_ping_interval=options["WS_PING_INTERVAL"],
-        ws_ping_timeout=options["WS_PING_INTERVAL"],
+        ws_ping_interval=option("WS_PING_INTERVAL"),
+        ws_ping_timeout=option("WS_PING_INTERVAL"),
         lifespan="off",
         access_log=False,
         proxy_headers=True,
         # nginx's X-Forwarded-For/-Proto are trusted from these (JOBCAST_FORWARDED_ALLOW_IPS).
-        forwarded_allow_ips=options["FORWARDED_ALLOW_IPS"],
+        forwarded_allow_ips=option("FORWARDED_ALLOW_IPS"),
         # After the drain: how long connections and their tasks still get before they are
         # cancelled (a socket whose close handshake hangs, a consumer stuck in a query).
-        timeout_graceful_shutdown=options["WS_SHUTDOWN_GRACE_SECONDS"],
-        log_level=options["LOG_LEVEL"],
-        log_config=settings.LOGGING,  # jobcast's format for uvicorn's lines too (jobcast.logs)
+        timeout_graceful_shutdown=option("WS_SHUTDOWN_GRACE_SECONDS"),
+        log_level=option("LOG_LEVEL"),
+        log_config=tier_logging(),  # jobcast's format for uvicorn's lines too (jobcast.logs)
     )
+
+
+def _ws_application():
+    """The settings' ASGI_APPLICATION, its HTTP side answered by the ws tier's operator endpoints."""
+    django_setup("ws")
+    from django.utils.module_loading import import_string
+
+    from jobcast.ws.health import with_operator_endpoints
+
+    return with_operator_endpoints(import_string(settings.ASGI_APPLICATION))
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve until drained: exits within JOBCAST_WS_DRAIN_SECONDS + JOBCAST_WS_SHUTDOWN_GRACE_SECONDS of SIGTERM."""
     config = make_config(argv)
-    DrainingServer(config, settings.JOBCAST["WS_DRAIN_SECONDS"]).run()
+    DrainingServer(config, option("WS_DRAIN_SECONDS")).run()
 
 
 if __name__ == "__main__":

@@ -55,6 +55,11 @@ class Env(BaseSettings):
     jobcast_ws_resync_seconds: float = Field(5.0, gt=0)
     jobcast_ws_token_recheck_seconds: float = Field(30.0, gt=0)
     jobcast_max_active_jobs_per_user: int = Field(1000, ge=0)
+    # Product-signed stream tokens (docs/integration.md): off until a secret or a public key is set.
+    jobcast_jwt_secret: str = ""
+    jobcast_jwt_public_key: str = ""
+    jobcast_jwt_audience: str = "jobcast"
+    jobcast_jwt_issuer: str = ""
 
     # Servers started by `jobcast run <tier>`.
     jobcast_bind: str = "127.0.0.1"

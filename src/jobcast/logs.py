@@ -164,3 +164,13 @@ def logging_config(fmt: str, level: str) -> dict:
             "uvicorn.access": {"handlers": [], "propagate": False},
         },
     }
+
+
+def tier_logging() -> dict:
+    """The dictConfig the servers of a tier use: the settings' LOGGING (jobcast's standalone settings
+    make it with logging_config), else, for a product without one, jobcast's format and level."""
+    from django.conf import settings
+
+    from jobcast.conf import option
+
+    return getattr(settings, "LOGGING", None) or logging_config(option("LOG_FORMAT"), option("LOG_LEVEL"))

@@ -366,11 +366,11 @@ def _alive(pid: int) -> bool:
 
 def render_latest(*extra_collectors) -> tuple[bytes, str]:
     """The metrics of this process, or of all the tier's processes in multiprocess mode."""
-    from django.conf import settings
+    from jobcast.conf import option
     from prometheus_client import CONTENT_TYPE_LATEST
 
     registry = CollectorRegistry()
-    folder = settings.JOBCAST["PROMETHEUS_MULTIPROC_DIR"]
+    folder = option("PROMETHEUS_MULTIPROC_DIR")
     if folder:  # web and worker (the ws tier's loop metrics are not theirs)
         forget_dead_processes(folder)
         MultiProcessCollector(registry)

@@ -1,10 +1,14 @@
-"""Django settings for every tier: one path, embedded defaults, values from jobcast.env.
+"""Django settings of jobcast's standalone project (what `jobcast run` serves): embedded defaults,
+values from jobcast.env.
 
-Production strictness is a system check (jobcast.checks), not a second settings file.
+The standalone project is one user of jobcast's apps, as a product that installs them is
+(docs/integration.md): the same INSTALLED_APPS, URLs (jobcast.web.urls includes the ones a
+product includes), ws routes and Celery task. jobcast's own options come from jobcast.conf
+(`JOBCAST` is empty here: every option is its environment variable's value or default).
+Production strictness is a system check (jobcast.jobs.checks), not a second settings file.
 """
 
 import secrets
-from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
@@ -50,6 +54,7 @@ INSTALLED_APPS = [
     "ninja",  # its API docs page then uses the collected static files, not a CDN
     "jobcast.accounts",
     "jobcast.jobs",
+    "jobcast.web",  # templates and static files (jobcast.js): found by Django's app loaders
 ]
 
 MIDDLEWARE = [
@@ -73,14 +78,10 @@ ROOT_URLCONF = "jobcast.web.urls"
 WSGI_APPLICATION = "jobcast.web.wsgi.application"
 ASGI_APPLICATION = "jobcast.ws.asgi.application"
 
-# The web tier's pages and static files (templates/, static/ in services/web, installed as
-# jobcast.web). Found without importing the tier: settings are the core's, and every tier loads them.
-WEB_TIER_DIR = Path(find_spec("jobcast.web").submodule_search_locations[0])
-
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [WEB_TIER_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {"context_processors": [
             "django.template.context_processors.request",
@@ -104,16 +105,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env.redis_url or "redis://127.0.0.1:6379/0"
-
-# The ws tier's channel layer (jobcast.ws.layer, docs/events.md): one Redis pub/sub channel
-# per group, on REDIS_URL, and local per-socket queues of at most `capacity` messages.
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "jobcast.ws.layer.JobcastChannelLayer",
-        "CONFIG": {"prefix": "asgi", "capacity": env.jobcast_channel_capacity},
-    }
-}
+# The ws tier's channel layer (jobcast.ws.layer, docs/events.md), under its own alias: one Redis
+# pub/sub channel per group, on JOBCAST's REDIS_URL, and local per-socket queues of at most
+# JOBCAST_CHANNEL_CAPACITY messages.
+CHANNEL_LAYERS = {"jobcast": {"BACKEND": "jobcast.ws.layer.JobcastChannelLayer"}}
 
 AUTH_PASSWORD_VALIDATORS = []
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
@@ -129,9 +124,9 @@ USE_TZ = True
 USE_I18N = False
 
 STATIC_URL = "/static/"
+# jobcast.js, the pages' script and style (jobcast.web's static/): served by the front door from
+# STATIC_ROOT after collectstatic.
 STATIC_ROOT = DATA_DIR / "static"
-# jobcast.js, the pages' script and style: served by the front door from STATIC_ROOT after collectstatic.
-STATICFILES_DIRS = [WEB_TIER_DIR / "static"]
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.jobcast_max_body_bytes
 
@@ -139,42 +134,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.jobcast_max_body_bytes
 # dictionary (jobcast.logs, docs/operations.md "Logs").
 LOGGING = logging_config(env.jobcast_log_format, env.jobcast_log_level)
 
-# jobcast's own options. Everything that runs reads them from here, never from the
-# environment, so a test (or a product's settings) changes one place (docs/configuration.md).
-JOBCAST = {
-    "KIND_MODULES": env.jobcast_kind_modules,
-    "FILES_ROOT": str(env.files_root),
-    "PROGRESS_MAX_RATE": env.jobcast_progress_max_rate,
-    "HISTORY_MAXLEN": env.jobcast_history_maxlen,
-    "HISTORY_TTL": env.jobcast_history_ttl,
-    "MAX_BODY_BYTES": env.jobcast_max_body_bytes,
-    "SUBMIT_RATE_PER_MINUTE": env.jobcast_submit_rate_per_minute,
-    "TICKET_TTL": env.jobcast_ticket_ttl,
-    "MAX_ATTEMPTS": env.jobcast_max_attempts,
-    "VISIBILITY_TIMEOUT": env.jobcast_visibility_timeout,
-    "CANCEL_CHECK_INTERVAL": env.jobcast_cancel_check_interval,
-    "REDIS_RETRY_SECONDS": env.jobcast_redis_retry_seconds,
-    "WS_MAX_CONNECTIONS": env.jobcast_ws_max_connections,
-    "WS_MAX_CONNECTIONS_PER_USER": env.jobcast_ws_max_connections_per_user,
-    "WS_PING_INTERVAL": env.jobcast_ws_ping_interval,
-    "WS_DRAIN_SECONDS": env.jobcast_ws_drain_seconds,
-    "WS_SHUTDOWN_GRACE_SECONDS": env.jobcast_ws_shutdown_grace_seconds,
-    "WS_RESYNC_SECONDS": env.jobcast_ws_resync_seconds,
-    "WS_TOKEN_RECHECK_SECONDS": env.jobcast_ws_token_recheck_seconds,
-    "MAX_ACTIVE_JOBS_PER_USER": env.jobcast_max_active_jobs_per_user,
-    # The tiers' own servers (what the launcher, `jobcast run`, starts reads jobcast.env itself).
-    "BIND": env.jobcast_bind,
-    "FORWARDED_ALLOW_IPS": env.jobcast_forwarded_allow_ips,
-    "WEB_PORT": env.jobcast_web_port,
-    "WS_PORT": env.jobcast_ws_port,
-    "WEB_CONCURRENCY": env.web_concurrency,
-    "WEB_THREADS": env.jobcast_web_threads,
-    "WORKER_SHUTDOWN_SECONDS": env.jobcast_worker_shutdown_seconds,
-    "WORKER_METRICS_PORT": env.jobcast_worker_metrics_port,
-    "LOG_LEVEL": env.jobcast_log_level,
-    "LOG_FORMAT": env.jobcast_log_format,
-    "CELERY_TASK_EVENTS": env.jobcast_celery_task_events,
-    # prometheus-client reads this variable itself; `jobcast run web|worker` sets it.
-    "PROMETHEUS_MULTIPROC_DIR": env.prometheus_multiproc_dir,
-}
+# jobcast's own options: none set here, so each is its environment variable's value or default
+# (jobcast.conf, docs/configuration.md). A product sets the ones it wants in its own JOBCAST.
+JOBCAST: dict = {}
+
 CSRF_FAILURE_VIEW = "jobcast.web.views.csrf_failure"

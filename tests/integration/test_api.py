@@ -20,6 +20,7 @@ from django.test import Client
 
 from tests.support import publish
 from jobcast.cli.stack import free_port
+from jobcast.conf import option
 from jobcast.events.schema import LogEvent, ProgressEvent, StateEvent
 from jobcast.jobs.models import Job
 from jobcast.jobs.services import job_cancel_requested, job_transition
@@ -263,7 +264,7 @@ def test_a_token_of_an_inactive_user_is_401(api_client, user):
 
 
 def test_a_body_over_the_default_limit_is_413(api_client, settings):
-    limit = settings.JOBCAST["MAX_BODY_BYTES"]
+    limit = option("MAX_BODY_BYTES")
     body = {"kind": "demo.count", "params": {"pad": "x" * limit}}
     assert_error(submit(api_client, body), 413)
     assert Job.objects.count() == 0
@@ -790,6 +791,6 @@ def test_health_endpoints(db):
 
 
 def test_readyz_is_503_when_redis_does_not_answer(db, settings):
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    settings.JOBCAST = {**settings.JOBCAST, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
     response = Client().get("/readyz")
     assert response.status_code == 503 and response.json()["checks"]["redis"].startswith("error")

@@ -160,13 +160,13 @@ def assert_no_open_connections():
 
 def group_members(group: str) -> list[str]:
     """This process's sockets in a group (the pub/sub layer keeps membership in the process)."""
-    loop_layer = get_channel_layer()._get_layer()
+    loop_layer = get_channel_layer("jobcast")._get_layer()
     return sorted(loop_layer.groups.get(loop_layer._get_group_channel_name(group), ()))
 
 
 async def subscribed_processes(redis, group: str) -> int:
     """How many pub/sub connections Redis has subscribed to a group's channel."""
-    channel = get_channel_layer()._get_layer()._get_group_channel_name(group)
+    channel = get_channel_layer("jobcast")._get_layer()._get_group_channel_name(group)
     ((_, count),) = await asyncio.to_thread(redis.pubsub_numsub, channel)
     return count
 
@@ -195,7 +195,7 @@ def capacity():
     """Set the queue capacity of sockets opened from now on in this test's event loop."""
 
     def set_capacity(value: int) -> None:
-        get_channel_layer()._get_layer().capacity = value
+        get_channel_layer("jobcast")._get_layer().capacity = value
 
     return set_capacity
 
@@ -481,7 +481,7 @@ async def test_a_lost_last_event_reaches_the_socket_through_the_sweeper(user, to
     while it is published) and followed by nothing still arrives, from history."""
     settings.JOBCAST = {**settings.JOBCAST, "WS_RESYNC_SECONDS": 0.2}
     job = await make_job(user, "running")
-    layer = get_channel_layer()
+    layer = get_channel_layer("jobcast")
     ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
     await publish(job, progress(job, 1))
     assert await receive_seqs(ws, 1) == [1]
@@ -503,7 +503,7 @@ async def test_the_sweeper_skips_a_socket_refused_before_its_job_was_known():
     refused = Refused()
     connections.consumers.add(refused)
     try:
-        assert await sweep_once(get_channel_layer(), {}) == 0
+        assert await sweep_once(get_channel_layer("jobcast"), {}) == 0
     finally:
         connections.consumers.discard(refused)
 
@@ -512,7 +512,7 @@ async def test_a_socket_that_is_receiving_is_never_nudged(user, token, settings)
     from jobcast.ws.resync import sweep_once
 
     job = await make_job(user, "running")
-    layer = get_channel_layer()
+    layer = get_channel_layer("jobcast")
     ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
     await publish(job, progress(job, 1))
     assert await receive_seqs(ws, 1) == [1]
@@ -529,7 +529,7 @@ async def test_a_socket_that_is_receiving_is_never_nudged(user, token, settings)
 async def test_missed_events_out_of_order_and_duplicates_are_repaired(user, token, redis):
     """Events that skipped the socket are fetched from history; a late duplicate is dropped."""
     job = await make_job(user, "running")
-    layer = get_channel_layer()
+    layer = get_channel_layer("jobcast")
     ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
     assert (await receive(ws))["job"]["seq"] == 0
     await publish(job, progress(job, 1))
@@ -557,7 +557,7 @@ async def test_missed_events_out_of_order_and_duplicates_are_repaired(user, toke
 async def test_a_gap_that_history_no_longer_has_closes_with_4408(user, token, redis, settings):
     settings.JOBCAST = {**settings.JOBCAST, "HISTORY_MAXLEN": 3}
     job = await make_job(user, "running")
-    layer = get_channel_layer()
+    layer = get_channel_layer("jobcast")
     ws = await connect(f"/ws/jobs/{job.id}/?after=0", bearer(token))
     await publish(job, progress(job, 1))
     assert await receive_seqs(ws, 1) == [1]
@@ -975,7 +975,7 @@ async def test_health_endpoints(db):
 async def test_readyz_fails_when_redis_does_not_answer(db, settings):
     from jobcast.cli.stack import free_port
 
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    settings.JOBCAST = {**settings.JOBCAST, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
     response = await HttpCommunicator(application, "GET", "/readyz").get_response(timeout=TIMEOUT)
     body = orjson.loads(response["body"])
     assert response["status"] == 503 and body["checks"]["redis"].startswith("error")

@@ -155,7 +155,7 @@ async def test_a_full_socket_queue_drops_and_queues_one_resync_marker(redis_serv
 
     from jobcast.ws.layer import RESYNC
 
-    layer = get_channel_layer()
+    layer = get_channel_layer("jobcast")
     layer._get_layer().capacity = 2
     job_id = str(uuid.uuid4())
     channel = await layer.new_channel()
@@ -195,7 +195,7 @@ def test_a_lost_seq_counter_resumes_above_the_known_seq(redis):
 async def test_a_storm_of_group_calls_costs_one_subscription(redis_server):
     """300 sockets joining and leaving one group at once: none fails; the process subscribes
     once, and unsubscribes when the last one leaves (nothing is left behind in Redis)."""
-    layer = get_channel_layer()
+    layer = get_channel_layer("jobcast")
     redis = layer_redis()
     channel_name = layer._get_layer()._get_group_channel_name("storm")
     channels = [await layer.new_channel() for _ in range(300)]

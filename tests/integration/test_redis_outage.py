@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 def own_redis(tmp_path, settings):
     """A redis-server of this test's own, which the test may stop and start again (empty) on its port."""
     server = start_redis(tmp_path / "redis")
-    settings.REDIS_URL = server.url
+    settings.JOBCAST = {**settings.JOBCAST, "REDIS_URL": server.url}
     holder = {"server": server}
 
     def restart():

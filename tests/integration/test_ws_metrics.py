@@ -136,7 +136,7 @@ async def test_duplicates_are_counted_as_dropped(user, token):
     from jobcast.events.groups import user_group
 
     # The same seq delivered again (as after a catch-up): not sent, counted.
-    await get_channel_layer().group_send(user_group(user.id), {
+    await get_channel_layer("jobcast").group_send(user_group(user.id), {
         "type": "job.event", "job_id": str(job.id), "seq": 1, "event": "progress", "text": "{}",
         "ts": time.time(), "terminal": False,
     })

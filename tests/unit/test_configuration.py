@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from jobcast.env import Env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +53,8 @@ def test_only_env_py_reads_the_environment():
         if path.name == "env.py":
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            if re.search(r"os\.getenv|os\.environ(?!\[\"DJANGO_SETTINGS_MODULE\"\] =)", line):
+            # Entry points choose Django's settings (jobcast.use_settings): that write is allowed.
+            if re.search(r"os\.getenv|os\.environ(?!\[\"DJANGO_SETTINGS_MODULE\"\] =|\.setdefault\(\"DJANGO_SETTINGS_MODULE\")", line):
                 offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert offenders == []
 
@@ -68,11 +71,12 @@ def test_without_a_system_redis_the_embedded_one_is_found(monkeypatch):
     assert "Redis server v=" in subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
 
 
-def test_only_settings_and_the_launcher_read_the_env_module():
-    """What runs in a tier reads settings.JOBCAST; jobcast.env feeds settings.py and the launcher
-    commands that run before Django is set up (jobcast run, nginx-config, the client commands), and
-    the Python client's config (jobcast.client runs without Django: JOBCAST_URL, JOBCAST_TOKEN)."""
-    allowed = {"src/jobcast/env.py", "src/jobcast/settings.py", "src/jobcast/client/config.py"}
+def test_only_settings_conf_and_the_launcher_read_the_env_module():
+    """What runs in a tier reads jobcast.conf; jobcast.env feeds conf.py (the defaults of every option),
+    the standalone settings.py and the launcher commands that run before Django is set up (jobcast run,
+    nginx-config, the client commands), and the Python client's config (jobcast.client runs without
+    Django: JOBCAST_URL, JOBCAST_TOKEN)."""
+    allowed = {"src/jobcast/env.py", "src/jobcast/settings.py", "src/jobcast/conf.py", "src/jobcast/client/config.py"}
     offenders = []
     for path in [*REPO.glob("src/**/*.py"), *REPO.glob("services/**/*.py")]:
         where = str(path.relative_to(REPO))
@@ -81,3 +85,56 @@ def test_only_settings_and_the_launcher_read_the_env_module():
         if re.search(r"\bget_env\b|jobcast\.env\b", path.read_text()):
             offenders.append(where)
     assert offenders == []
+
+
+def test_options_are_read_through_jobcast_conf_only():
+    """One home: no module reads settings.JOBCAST or a Redis URL setting itself; everything calls
+    jobcast.conf.option() (which lays a product's partial JOBCAST over the environment's defaults)."""
+    offenders = []
+    for path in [*REPO.glob("src/**/*.py"), *REPO.glob("services/**/*.py"), *REPO.glob("examples/**/*.py")]:
+        where = str(path.relative_to(REPO))
+        if where in ("src/jobcast/conf.py", "src/jobcast/settings.py"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"settings\.JOBCAST\b|settings\.REDIS_URL\b|\bgetattr\(settings, \"JOBCAST\"", line):
+                offenders.append(f"{where}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def test_every_option_defaults_to_its_variable():
+    from jobcast.conf import FIELDS
+
+    assert set(FIELDS.values()) <= set(Env.model_fields) | {"jobcast_files_root"}
+    # Every option has the same name as its variable (less JOBCAST_), so the docs' table is the options' too.
+    for name, field in FIELDS.items():
+        assert field.upper() in (name, f"JOBCAST_{name}"), name
+
+
+def test_a_partial_jobcast_setting_is_laid_over_the_environment(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from jobcast.conf import merged
+
+    monkeypatch.setenv("JOBCAST_HISTORY_TTL", "77")
+    monkeypatch.setenv("REDIS_URL", "redis://10.9.8.7:6379/3")
+    options = merged({"HISTORY_MAXLEN": 5, "KIND_MODULES": ["shop.jobs", "shop.more"]})
+    assert options["HISTORY_MAXLEN"] == 5  # the product's
+    assert options["HISTORY_TTL"] == 77  # the environment's
+    assert options["TICKET_TTL"] == 30  # the default
+    assert options["REDIS_URL"] == "redis://10.9.8.7:6379/3"
+    assert options["KIND_MODULES"] == "shop.jobs,shop.more"
+    monkeypatch.delenv("REDIS_URL")
+    assert merged({})["REDIS_URL"] == "redis://127.0.0.1:6379/0"
+    with pytest.raises(ImproperlyConfigured, match="HISTORY_MAXLENN"):
+        merged({"HISTORY_MAXLENN": 5})  # a typo is refused, not ignored
+    with pytest.raises(ImproperlyConfigured, match="TICKET_TTL"):
+        merged({"TICKET_TTL": 600})  # validated as the variable is (at most 60)
+
+
+def test_the_accessor_reads_the_settings_at_call_time(settings):
+    from jobcast.conf import option
+
+    settings.JOBCAST = {**settings.JOBCAST, "HISTORY_MAXLEN": 3}
+    assert option("HISTORY_MAXLEN") == 3
+    settings.JOBCAST = {**settings.JOBCAST, "HISTORY_MAXLEN": 4}
+    assert option("HISTORY_MAXLEN") == 4

@@ -102,8 +102,8 @@ def test_settings_take_the_shutdown_grace_from_the_environment():
     import subprocess
     import sys
 
-    code = "from jobcast import django_setup; django_setup(); from django.conf import settings; " \
-           "print(settings.JOBCAST['WS_SHUTDOWN_GRACE_SECONDS'])"
+    code = "from jobcast import django_setup; django_setup(); " \
+           "from jobcast.conf import option; print(option('WS_SHUTDOWN_GRACE_SECONDS'))"
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "JOBCAST_WS_SHUTDOWN_GRACE_SECONDS": "3.5"},
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "3.5"

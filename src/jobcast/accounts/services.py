@@ -1,4 +1,8 @@
-"""Creating, checking, listing and revoking API tokens; single-use WebSocket tickets."""
+"""Creating, checking, listing and revoking API tokens; single-use WebSocket tickets; the users of
+a product's `sub` (service tokens and product-signed stream tokens, jobcast.accounts.stream_tokens).
+
+Users are found by the user model's USERNAME_FIELD (a product's custom user model works, docs/integration.md).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ import secrets
 from datetime import datetime
 from typing import NamedTuple
 
-from django.conf import settings
+from jobcast.conf import option
 from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from jobcast.accounts.models import ApiToken
+from jobcast.accounts.models import ApiToken, SubjectUser
 from jobcast.events.groups import ticket_key
 from jobcast.redis_client import get_redis
 
@@ -24,16 +29,31 @@ def _hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def token_create(username: str, *, create_user: bool = False, expires_at: datetime | None = None) -> str:
-    """Create a new API token for `username` and return it (it is shown once, stored hashed)."""
+def user_get(username: str, *, create: bool = False):
+    """The user whose USERNAME_FIELD is `username` (User.DoesNotExist), made without a password when
+    `create` (a custom user model with other required fields needs them given: create it yourself)."""
     User = get_user_model()
-    if create_user:
-        user, _ = User.objects.get_or_create(username=username)
-    else:
-        user = User.objects.get(username=username)
+    lookup = {User.USERNAME_FIELD: username}
+    if not create:
+        return User._default_manager.get(**lookup)
+    user = User._default_manager.filter(**lookup).first()
+    if user is None:
+        user = User(**lookup)
+        user.set_unusable_password()
+        user.save()
+    return user
+
+
+def token_create(username: str, *, create_user: bool = False, expires_at: datetime | None = None,
+                 service: bool = False) -> str:
+    """Create a new API token for `username` and return it (it is shown once, stored hashed).
+
+    A `service` token may only submit jobs on behalf of a product's users (docs/protocol.md).
+    """
+    user = user_get(username, create=create_user)
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     ApiToken.objects.create(user=user, key_hash=_hash(raw), prefix=raw[len(TOKEN_PREFIX):][:SHOWN_CHARS],
-                            expires_at=expires_at)
+                            expires_at=expires_at, service=service)
     return raw
 
 
@@ -57,7 +77,9 @@ def token_user(raw: str):
 def token_list(username: str | None = None) -> list[ApiToken]:
     """Every token (of one user, or of all), newest first."""
     tokens = ApiToken.objects.select_related("user").order_by("-created_at", "-id")
-    return list(tokens.filter(user__username=username) if username else tokens)
+    if username:
+        tokens = tokens.filter(**{f"user__{get_user_model().USERNAME_FIELD}": username})
+    return list(tokens)
 
 
 def token_revoke(reference: str) -> ApiToken:
@@ -79,6 +101,30 @@ def token_revoke(reference: str) -> ApiToken:
     return token
 
 
+SUBJECT_USERNAME_PREFIX = "sub-"
+
+
+def user_for_subject(subject: str):
+    """The jobcast user a product's `sub` maps to, made (without a password, never staff) on first use."""
+    link = SubjectUser.objects.select_related("user").filter(subject=subject).first()
+    if link is not None:
+        return link.user
+    User = get_user_model()
+    name = SUBJECT_USERNAME_PREFIX + subject
+    field = User._meta.get_field(User.USERNAME_FIELD)
+    if len(name) > (field.max_length or 150) or User._default_manager.filter(**{User.USERNAME_FIELD: name}).exists():
+        name = SUBJECT_USERNAME_PREFIX + hashlib.sha256(subject.encode()).hexdigest()[:40]
+    try:
+        with transaction.atomic():
+            user = User(**{User.USERNAME_FIELD: name})
+            user.set_unusable_password()
+            user.save()
+            SubjectUser.objects.create(subject=subject, user=user)
+            return user
+    except IntegrityError:  # made meanwhile by another request for the same subject
+        return SubjectUser.objects.select_related("user").get(subject=subject).user
+
+
 def tokens_still_usable(token_ids) -> set[int]:
     """Which of these tokens may still be used (for sockets opened with them)."""
     return set(ApiToken.objects.filter(_usable(), id__in=set(token_ids), user__is_active=True).values_list("id", flat=True))
@@ -95,7 +141,7 @@ def _ticket_key(ticket: str) -> str:
 
 def ticket_create(user, token_id: int | None = None) -> tuple[str, int]:
     """A short-lived, single-use WebSocket ticket for `user`; returns (ticket, seconds to live)."""
-    ttl = settings.JOBCAST["TICKET_TTL"]
+    ttl = option("TICKET_TTL")
     ticket = secrets.token_urlsafe(32)
     get_redis().set(_ticket_key(ticket), f"{user.id}:{token_id or ''}", ex=ttl)
     return ticket, ttl

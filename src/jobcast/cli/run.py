@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from jobcast.cli.options import settings_option
 from jobcast.cli.tiers import TIERS, tier_command
 from jobcast.env import environ_for_child, get_env
 from jobcast.metrics import prepare_multiprocess_dir
@@ -18,6 +19,7 @@ from jobcast.metrics import prepare_multiprocess_dir
 
 @click.command()
 @click.argument("tier", required=False, default="all", type=click.Choice(TIERS))
+@settings_option
 def run(tier):
     """Start one tier (web, ws, worker) or, by default, the whole stack at http://127.0.0.1:8000."""
     if tier == "all":

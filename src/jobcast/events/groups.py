@@ -14,6 +14,13 @@ def user_group(user_id) -> str:
 
 
 ALL_JOBS_GROUP = "jobs.all"
+
+# The channel layer's prefix: a group's Redis pub/sub channel is f"{LAYER_PREFIX}__group__{group}",
+# as channels-redis's pub/sub layer names it (jobcast.ws.layer uses this prefix, the publisher too).
+LAYER_PREFIX = "asgi"
+# The alias of jobcast's layer in CHANNEL_LAYERS: its own, so a product's Channels layer ("default")
+# is left alone (docs/integration.md).
+LAYER_ALIAS = "jobcast"
 """The group of the staff stream (`/ws/jobs/?all=1`): every job's events and new-job snapshots."""
 
 

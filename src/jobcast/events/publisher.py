@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 import redis.exceptions
-from django.conf import settings
 from redis.commands.core import Script
 
-from jobcast.events.groups import ALL_JOBS_GROUP, history_key, job_group, live_key, seq_key, user_group
+from jobcast.conf import option
+from jobcast.events.groups import ALL_JOBS_GROUP, LAYER_PREFIX, history_key, job_group, live_key, seq_key, user_group
 from jobcast.events.schema import Event, JobDocument, ProgressEvent, SnapshotMessage, StaffSnapshotMessage, StateEvent
 from jobcast.metrics import PUBLISHED_BY_TYPE, events_published, publish_duration
 from jobcast.redis_client import get_redis
@@ -49,14 +49,13 @@ class Published(NamedTuple):
 
 def _group_channel(group: str) -> str:
     """The pub/sub channel of a group, as RedisPubSubChannelLayer names it."""
-    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
-    return f"{prefix}__group__{group}"
+    return f"{LAYER_PREFIX}__group__{group}"
 
 
 def _run_script(job_id, groups: list[str], entries: Sequence[tuple[str, str, float, bool]], ttl: int,
                 seq_floor: int, repeat: bool = False) -> Published:
     """Run publish.lua for (type, JSON without seq, ts, terminal) entries of one job, sent to `groups`."""
-    args = [settings.JOBCAST["HISTORY_MAXLEN"], ttl, str(job_id), int(seq_floor), "1" if repeat else "0", len(groups)]
+    args = [option("HISTORY_MAXLEN"), ttl, str(job_id), int(seq_floor), "1" if repeat else "0", len(groups)]
     args += [_group_channel(group) for group in groups]
     for event_type, text, ts, terminal in entries:
         args += [event_type, text, repr(ts), "1" if terminal else "0"]
@@ -69,9 +68,9 @@ _scripts: dict[str, Script] = {}
 
 def _publish_script() -> Script:
     """publish.lua on this process's Redis client (EVALSHA; redis-py loads it again after a restart)."""
-    script = _scripts.get(settings.REDIS_URL)
+    script = _scripts.get(option("REDIS_URL"))
     if script is None:
-        script = _scripts[settings.REDIS_URL] = get_redis().register_script(PUBLISH_LUA)
+        script = _scripts[option("REDIS_URL")] = get_redis().register_script(PUBLISH_LUA)
     return script
 
 
@@ -103,7 +102,7 @@ class JobPublisher:
             if isinstance(event, ProgressEvent):
                 self.latest_progress = event
         # A finished job's keys expire JOBCAST_HISTORY_TTL after its terminal event.
-        ttl = settings.JOBCAST["HISTORY_TTL"] if terminal else max(LIVE_KEY_TTL, settings.JOBCAST["HISTORY_TTL"])
+        ttl = option("HISTORY_TTL") if terminal else max(LIVE_KEY_TTL, option("HISTORY_TTL"))
         started = time.perf_counter()
         published = self._run_holding_on(entries, ttl)
         publish_duration.observe(time.perf_counter() - started)
@@ -129,12 +128,12 @@ class JobPublisher:
             except REDIS_DOWN as exc:
                 now = time.monotonic()
                 if deadline is None:
-                    deadline = now + settings.JOBCAST["REDIS_RETRY_SECONDS"]
+                    deadline = now + option("REDIS_RETRY_SECONDS")
                     logger.warning("job %s: Redis unreachable (%s); holding its events until it is back",
                                    self.job_id, type(exc).__name__)
                 if now >= deadline:
                     raise RedisUnavailable(
-                        f"Redis was unreachable for {settings.JOBCAST['REDIS_RETRY_SECONDS']:g} s ({type(exc).__name__})"
+                        f"Redis was unreachable for {option('REDIS_RETRY_SECONDS'):g} s ({type(exc).__name__})"
                     ) from exc
                 time.sleep(min(delay, max(0.0, deadline - now)))
                 delay, repeat = min(delay * 2, 2.0), True

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from enum import IntEnum
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -176,6 +177,29 @@ class CancelRequest(BaseModel):
     type: Literal["cancel"]
 
 
+class StreamTokenClaims(BaseModel):
+    """The claims of a product-signed stream token (a JWT, docs/protocol.md): whom it is for, until
+    when, for which audience, and optionally which jobs (or kinds of jobs) it may watch."""
+
+    sub: str = Field(min_length=1, max_length=255)  # the product's id of its user
+    exp: int  # Unix time after which the token opens nothing
+    aud: str | list[str]  # must name JOBCAST_JWT_AUDIENCE
+    iat: int | None = None
+    iss: str | None = None  # checked when JOBCAST_JWT_ISSUER is set
+    jobs: list[UUID] | None = None  # only these jobs' streams (/ws/jobs/{id}/)
+    kinds: list[str] | None = None  # only streams of jobs of these kinds
+
+    @property
+    def scoped(self) -> bool:
+        """Whether the token names the jobs or kinds it may watch (then /ws/jobs/ is not one of them)."""
+        return self.jobs is not None or self.kinds is not None
+
+    def allows(self, job) -> bool:
+        """Whether this token may watch `job` (which must also be its user's)."""
+        return ((self.jobs is None or job.id in self.jobs)
+                and (self.kinds is None or job.kind in self.kinds))
+
+
 class CloseCode(IntEnum):
     """Every code the ws tier closes a socket with, and what it tells the client (docs/protocol.md)."""
 
@@ -185,8 +209,8 @@ class CloseCode(IntEnum):
     SERVER_RESTARTING = 1012  # a drain: reconnect with `after` = the last seq seen
     OVERLOADED = 1013  # this ws process is full: reconnect later, with backoff
     NOT_AUTHENTICATED = 4401  # no valid credentials: stop
-    NOT_FOUND = 4404  # no such job, or not yours: stop
-    FORBIDDEN = 4403  # the stream is for staff users only: stop
+    NOT_FOUND = 4404  # no such job, not yours, or not one the stream token allows: stop
+    FORBIDDEN = 4403  # the stream is for staff users only, or not for a token scoped to jobs or kinds: stop
     TOO_SLOW = 4408  # the reader fell too far behind: reconnect with `after`
     TOO_MANY_CONNECTIONS = 4429  # this user has too many sockets here: reconnect later, with backoff
 

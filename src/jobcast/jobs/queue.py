@@ -4,8 +4,8 @@ It lives in the core (not in services/worker) because the web tier must enqueue 
 the same broker, queue and serializer settings, and tiers never import each other.
 The task itself (`jobcast.run_job`) is defined in jobcast.worker.tasks. Its configuration
 is read from Django's settings when Celery first needs it, so the broker is
-settings.REDIS_URL; jobs are enqueued through an app for the REDIS_URL of the moment
-(one, in a deployment), so a test that points settings.REDIS_URL at another server
+option("REDIS_URL"); jobs are enqueued through an app for the REDIS_URL of the moment
+(one, in a deployment), so a test that points option("REDIS_URL") at another server
 enqueues there too.
 """
 
@@ -14,8 +14,7 @@ from __future__ import annotations
 import time
 
 from celery import Celery
-from django.conf import settings
-
+from jobcast.conf import option
 from jobcast.logs import current_request_id
 
 RUN_JOB_TASK = "jobcast.run_job"
@@ -26,18 +25,18 @@ celery_app = Celery("jobcast")
 
 def _celery_settings(broker_url: str | None = None) -> dict:
     return {
-        "broker_url": broker_url or settings.REDIS_URL,
+        "broker_url": broker_url or option("REDIS_URL"),
         "broker_connection_retry_on_startup": True,
         # A job is acknowledged only when it has finished, so a worker that dies
         # mid-job leaves it to be delivered again (docs/workers.md).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        "broker_transport_options": {"visibility_timeout": settings.JOBCAST["VISIBILITY_TIMEOUT"]},
+        "broker_transport_options": {"visibility_timeout": option("VISIBILITY_TIMEOUT")},
         # On SIGTERM (remapped to Celery's cold shutdown by `jobcast run worker`), running jobs
         # get this long to finish; then they are stopped and their messages go back to the
         # queue at once, for another worker (docs/workers.md).
-        "worker_soft_shutdown_timeout": settings.JOBCAST["WORKER_SHUTDOWN_SECONDS"],
+        "worker_soft_shutdown_timeout": option("WORKER_SHUTDOWN_SECONDS"),
         "task_default_queue": QUEUE,
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -47,8 +46,8 @@ def _celery_settings(broker_url: str | None = None) -> dict:
         # Celery's task events (what Flower and celery-exporter read) are off unless
         # JOBCAST_CELERY_TASK_EVENTS: a few PUBLISHes per job for listeners jobcast does not
         # need (docs/operations.md, "Celery task events").
-        "worker_send_task_events": settings.JOBCAST["CELERY_TASK_EVENTS"],
-        "task_send_sent_event": settings.JOBCAST["CELERY_TASK_EVENTS"],
+        "worker_send_task_events": option("CELERY_TASK_EVENTS"),
+        "task_send_sent_event": option("CELERY_TASK_EVENTS"),
         "broker_pool_limit": 10,
     }
 
@@ -58,8 +57,8 @@ _senders: dict[str, Celery] = {}
 
 
 def _sender() -> Celery:
-    """The app that enqueues on settings.REDIS_URL (made once per URL; its connections are pooled)."""
-    url = settings.REDIS_URL
+    """The app that enqueues on option("REDIS_URL") (made once per URL; its connections are pooled)."""
+    url = option("REDIS_URL")
     app = _senders.get(url)
     if app is None:
         app = _senders[url] = Celery("jobcast", set_as_current=False)

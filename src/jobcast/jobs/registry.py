@@ -98,9 +98,9 @@ def validate_params(kind_name: str, params: Any) -> tuple[JobKind, dict]:
 
 def load_builtin_kinds(extra_modules: str = "") -> None:
     """Import the built-in kinds and the modules named in JOBCAST_KIND_MODULES."""
-    from django.conf import settings
+    from jobcast.conf import option
 
     names = list(BUILTIN_KIND_MODULES)
-    names += [m.strip() for m in (extra_modules or settings.JOBCAST["KIND_MODULES"]).split(",") if m.strip()]
+    names += [m.strip() for m in (extra_modules or option("KIND_MODULES")).split(",") if m.strip()]
     for module in names:
         importlib.import_module(module)

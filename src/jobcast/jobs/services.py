@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from django.conf import settings
+from jobcast.conf import option
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -69,7 +69,7 @@ def job_transition(job_id, target: str, *, only_from: str | None = None, **field
 
 def check_submit_rate(user_id) -> None:
     """Enforce JOBCAST_SUBMIT_RATE_PER_MINUTE per user (fixed one-minute windows in Redis)."""
-    limit = settings.JOBCAST["SUBMIT_RATE_PER_MINUTE"]
+    limit = option("SUBMIT_RATE_PER_MINUTE")
     if not limit:
         return
     now = time.time()
@@ -89,7 +89,7 @@ def check_submit_rate(user_id) -> None:
 
 def check_active_jobs(user_id) -> None:
     """Enforce JOBCAST_MAX_ACTIVE_JOBS_PER_USER: queued and running jobs of one user at once."""
-    limit = settings.JOBCAST["MAX_ACTIVE_JOBS_PER_USER"]
+    limit = option("MAX_ACTIVE_JOBS_PER_USER")
     if limit and Job.objects.filter(owner_id=user_id, state__in=[State.QUEUED, State.RUNNING])[:limit].count() >= limit:
         raise ApiError(
             429,
@@ -159,7 +159,7 @@ def job_request_cancel(job: Job) -> Job:
         return _reread(job)
     # Running (or it started between our read and the update): its worker reads this flag
     # every JOBCAST_CANCEL_CHECK_INTERVAL and ends the job `cancelled`.
-    get_redis().set(cancel_key(job.id), 1, ex=max(settings.JOBCAST["HISTORY_TTL"], 86400))
+    get_redis().set(cancel_key(job.id), 1, ex=max(option("HISTORY_TTL"), 86400))
     job = _reread(job)
     if is_terminal(job.state) and job.state != State.CANCELLED:
         raise Conflict(f"Job is already {job.state}.")
@@ -266,12 +266,12 @@ def job_start(job_id, *, outage: RedisUnavailable | None = None, lease: JobLease
         return None
     Job.objects.filter(id=job.id).update(attempts=F("attempts") + 1)
     job.refresh_from_db()
-    if outage is not None and job.attempts > settings.JOBCAST["MAX_ATTEMPTS"]:
+    if outage is not None and job.attempts > option("MAX_ATTEMPTS"):
         error = JobError(type="RedisUnavailable", message=f"{outage} on each of {job.attempts - 1} attempts")
         _end(job, publisher, State.FAILED, from_state=State.RUNNING, error=error)
         lease.release()
         return None
-    if kind is None or not kind.redeliver or job.attempts > settings.JOBCAST["MAX_ATTEMPTS"]:
+    if kind is None or not kind.redeliver or job.attempts > option("MAX_ATTEMPTS"):
         why = ("its kind is not redelivered" if kind is not None and not kind.redeliver
                else f"after {job.attempts - 1} attempts" if kind is not None else f"no job kind {job.kind!r} on this worker")
         job_fail_lost(job, why, publisher)

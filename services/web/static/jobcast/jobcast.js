@@ -114,6 +114,9 @@ function reconnectingSocket(path, handle, options) {
   async function credentialQuery() {
     const { auth } = options;
     if (typeof auth === "function") return `ticket=${encodeURIComponent(await auth())}`;
+    // A product-signed stream token (docs/integration.md): a string, or a function asked for a fresh
+    // one at every (re)connect, e.g. from the product's own backend.
+    if (auth && auth.jwt) return `token=${encodeURIComponent(typeof auth.jwt === "function" ? await auth.jwt() : auth.jwt)}`;
     if (auth && auth.token) return `ticket=${encodeURIComponent(await fetchTicket({ baseUrl: options.baseUrl, token: auth.token }))}`;
     if (auth === "ticket") return `ticket=${encodeURIComponent(await fetchTicket({ baseUrl: options.baseUrl }))}`;
     return "";  // the session cookie (a page on the same site)
@@ -176,7 +179,7 @@ function reconnectingSocket(path, handle, options) {
       if (stopped || over) return;
       const code = event.code;
       if (code === 4401 && !authRetried && options.auth) {
-        authRetried = true;  // a ticket is single use: one more try with a fresh one
+        authRetried = true;  // a ticket is single use, a signed token expires: one more try with a fresh one
         retry({ code, reason: STOP_CODES[code] });
       } else if (code in STOP_CODES) {
         stop(STOP_CODES[code], { code });

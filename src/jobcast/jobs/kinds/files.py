@@ -17,7 +17,7 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Annotated
 
-from django.conf import settings
+from jobcast.conf import option
 from pydantic import AfterValidator, BaseModel, Field
 
 from jobcast.jobs.registry import job
@@ -54,7 +54,7 @@ class ChecksumParams(BaseModel):
 
 def files_root() -> Path:
     """The folder files.checksum reads from, resolved (JOBCAST_FILES_ROOT)."""
-    return Path(settings.JOBCAST["FILES_ROOT"]).expanduser().resolve()
+    return Path(option("FILES_ROOT")).expanduser().resolve()
 
 
 def _inside(path: Path, root: Path) -> bool:
