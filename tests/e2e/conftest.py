@@ -19,6 +19,9 @@ from jobcast.cli.stack import free_port
 from tests.support import stop_process, wait_until
 
 
+STREAM_TOKEN_SECRET = "the-product-and-jobcast-share-this-secret-0123456789"
+
+
 @dataclass
 class LiveStack:
     url: str  # the front door (nginx)
@@ -137,7 +140,8 @@ def start_stack(data_dir: Path, **extra_env: str) -> tuple[LiveStack, callable]:
 @pytest.fixture(scope="session")
 def live_stack(tmp_path_factory):
     """The whole stack behind nginx, shared by the end-to-end tests."""
-    stack, stop = start_stack(tmp_path_factory.mktemp("stack"), JOBCAST_FRONT_DOOR="nginx")
+    # With a stream-token secret, as a product beside jobcast configures it (tests/e2e/test_stream_tokens.py).
+    stack, stop = start_stack(tmp_path_factory.mktemp("stack"), JOBCAST_FRONT_DOOR="nginx", JOBCAST_JWT_SECRET=STREAM_TOKEN_SECRET)
     try:
         yield stack
     finally:
