@@ -7,15 +7,15 @@
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
-# --- build: wheels for the project and its pinned dependencies ---------------------
+# --- build: wheels for the project and its locked dependencies ---------------------
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-# Dependencies first, in their own layer: it is rebuilt only when pyproject.toml changes.
+# Dependencies first, in their own layer: it is rebuilt only when the lock changes. Exact
+# versions and hashes (requirements.lock, made by `make lock` from pyproject.toml's ranges).
+COPY requirements.lock ./
+RUN pip wheel --require-hashes --wheel-dir /wheels/deps --requirement requirements.lock
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
-        > requirements.txt \
-    && pip wheel --wheel-dir /wheels/deps --requirement requirements.txt
 COPY src ./src
 COPY services ./services
 # The project's own wheel in a folder of its own, so the runtime stage's dependency
@@ -37,13 +37,13 @@ ENV PYTHONUNBUFFERED=1 \
 RUN groupadd --system --gid 10001 jobcast \
     && useradd --system --uid 10001 --gid jobcast --home-dir /data --no-create-home jobcast \
     && install -d -o 10001 -g 10001 -m 0755 /data /data/static /data/metrics
-# Dependencies: one layer, cached until pyproject.toml changes (the mount's content is
+# Dependencies: one layer, cached until requirements.lock changes (the mount's content is
 # part of the cache key, and /wheels/deps does not change with the code).
 RUN --mount=type=bind,from=build,source=/wheels/deps,target=/wheels \
     pip install --no-index /wheels/*.whl
 # The project: the small layer rebuilt on every code change.
 RUN --mount=type=bind,from=build,source=/wheels/project,target=/wheels \
-    pip install --no-index /wheels/*.whl
+    pip install --no-index --no-deps /wheels/*.whl
 COPY deploy/nginx /app/deploy/nginx
 WORKDIR /app
 USER 10001:10001

@@ -7,15 +7,22 @@ INSTALLED := $(VENV)/.installed
 # PostgreSQL for the second test pass (CI must reach it; elsewhere it is skipped with a reason).
 PG_URL    ?= postgres://postgres@127.0.0.1:5432/jobcast
 
-.PHONY: run test test-sqlite test-postgres lint install bench clean screenshots
+.PHONY: run test test-sqlite test-postgres lint install lock bench clean screenshots
 
-$(INSTALLED): pyproject.toml
+# Exact versions and hashes from the lock (docs/dependencies.md), then the project itself without
+# its dependencies: pyproject.toml's ranges are for products that install jobcast as a library.
+$(INSTALLED): pyproject.toml requirements-dev.lock
 	@python=$$(scripts/find-python) && { [ -x $(PY) ] || $$python -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,embedded]'
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install -q --no-deps -e .
 	@touch $(INSTALLED)
 
 install: $(INSTALLED)
+
+# The lock files from pyproject.toml's ranges (scripts/lock; keeps locked versions the ranges still allow).
+lock: $(INSTALLED)
+	$(PY) scripts/lock
 
 run: $(INSTALLED)
 	@scripts/system-deps run
@@ -51,7 +58,7 @@ screenshots: $(INSTALLED)
 
 bench: $(INSTALLED)
 	@scripts/system-deps test
-	$(PY) -m pip install -q -e '.[dev,embedded,bench]'
+	$(PY) -m pip install -q --require-hashes -r requirements-bench.lock
 	$(PY) bench/publish_path.py
 	$(PY) bench/run.py
 

@@ -69,7 +69,7 @@ def test_the_runtime_stage_is_slim_non_root_and_stops_gracefully():
         assert tool not in runtime
     build = dockerfile_stages()["build"]
     # Dependencies get their own cached layer, before the sources are copied in.
-    deps = next(i for i, line in enumerate(build) if "--requirement requirements.txt" in line)
+    deps = next(i for i, line in enumerate(build) if "--requirement requirements.lock" in line)
     sources = next(i for i, line in enumerate(build) if line.startswith("COPY src"))
     assert deps < sources
 
@@ -77,7 +77,7 @@ def test_the_runtime_stage_is_slim_non_root_and_stops_gracefully():
 def test_the_runtime_stage_installs_dependencies_and_the_project_in_separate_layers():
     """The dependency layer mounts only the dependency wheels, so a code change leaves it cached."""
     build = dockerfile_stages()["build"]
-    deps_dir = re.search(r"--wheel-dir (\S+) --requirement requirements.txt", " ".join(build)).group(1)
+    deps_dir = re.search(r"--wheel-dir (\S+) --requirement requirements.lock", " ".join(build)).group(1)
     project_dir = re.search(r"pip wheel --no-deps --wheel-dir (\S+) \.", " ".join(build)).group(1)
     assert deps_dir != project_dir and not project_dir.startswith(deps_dir + "/"), (deps_dir, project_dir)
     runtime = dockerfile_stages()["runtime"]
@@ -298,3 +298,57 @@ def test_the_build_context_has_what_the_dockerfile_copies_and_nothing_local():
 def test_the_dockerignore_matcher_can_say_no():
     assert not dockerignored(".venv/bin/python", ["*", "!.venv"])
     assert dockerignored("src/a.pyc", ["!src", "**/*.pyc"])
+
+
+# --- the lock files: exact versions and hashes, made from pyproject.toml's ranges ---------------------
+
+LOCK_EXTRAS = {"requirements.lock": [], "requirements-dev.lock": ["dev", "embedded"],
+               "requirements-bench.lock": ["dev", "embedded", "bench"]}
+
+
+def locked(name: str) -> dict[str, str]:
+    """{normalised package name: version} of a lock file."""
+    from packaging.utils import canonicalize_name
+
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", (REPO / name).read_text(), flags=re.MULTILINE)
+    return {canonicalize_name(package): version for package, version in pins}
+
+
+def test_the_locks_are_made_from_the_current_ranges():
+    """A changed range in pyproject.toml without `make lock` fails here (the digest), and every
+    requirement is pinned at a version its range allows, with the same version in every lock."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    import importlib.util
+    from importlib.machinery import SourceFileLoader
+
+    loader = SourceFileLoader("lock_script", str(REPO / "scripts" / "lock"))
+    lock_script = importlib.util.module_from_spec(importlib.util.spec_from_loader("lock_script", loader))
+    loader.exec_module(lock_script)
+    project = __import__("tomllib").loads((REPO / "pyproject.toml").read_text())["project"]
+    runtime = locked("requirements.lock")
+    for name, extras in LOCK_EXTRAS.items():
+        text = (REPO / name).read_text()
+        assert text.startswith(f"# pyproject-dependencies-sha256: {lock_script.dependencies_digest()}\n"), \
+            f"{name} was made from other ranges: run `make lock`"
+        pins = locked(name)
+        wanted = [*project["dependencies"], *(r for extra in extras for r in project["optional-dependencies"][extra])]
+        for requirement in map(Requirement, wanted):
+            package = canonicalize_name(requirement.name)
+            assert package in pins, (name, package)
+            assert requirement.specifier.contains(pins[package], prereleases=True), (name, str(requirement), pins[package])
+        assert {p: v for p, v in pins.items() if p in runtime} == runtime, f"{name} differs from requirements.lock"
+        # Every pin has its hashes (pip --require-hashes refuses a file with one that has none).
+        entries = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
+        assert all("--hash=sha256:" in entry for entry in entries if "==" in entry), name
+
+
+def test_make_the_image_and_ci_install_from_the_locks():
+    makefile = (REPO / "Makefile").read_text()
+    assert "pip install -q --require-hashes -r requirements-dev.lock" in makefile
+    assert "pip install -q --no-deps -e ." in makefile
+    assert re.search(r"^\$\(INSTALLED\): pyproject.toml requirements-dev.lock$", makefile, flags=re.MULTILINE)
+    build = " ".join(dockerfile_stages()["build"])
+    assert "pip wheel --require-hashes --wheel-dir /wheels/deps --requirement requirements.lock" in build
+    assert "make test" in (REPO / ".ci" / "run").read_text()  # CI: make test, hence make install
