@@ -29,6 +29,8 @@ from prometheus_client import disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from jobcast.processes import process_alive
+
 # No `_created` series: the multiprocess tiers do not have them either, and nothing reads them.
 disable_created_metrics()
 
@@ -350,18 +352,10 @@ def forget_dead_processes(path: str) -> None:
 
     for name in names:
         match = _LIVE_GAUGE_FILE.match(name)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             multiprocess.mark_process_dead(int(match.group(1)), path)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def render_latest(*extra_collectors) -> tuple[bytes, str]:

@@ -19,6 +19,7 @@ import time
 
 from jobcast.events.groups import lease_key
 from jobcast.events.publisher import REDIS_DOWN
+from jobcast.processes import process_alive
 from jobcast.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -26,16 +27,6 @@ logger = logging.getLogger(__name__)
 # A worker that vanishes without a trace (its host gone) is noticed this long after its last
 # renewal; a redelivered job waits at most this long for a lapsed lease to expire.
 LEASE_SECONDS = 15.0
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class JobLease:
@@ -85,7 +76,7 @@ def _holder(value: bytes | None, mine: JobLease | None = None) -> str | None:
     if value is None or (mine is not None and mine.held_by_me(value)):
         return None
     host, pid, _ = value.decode().split(":", 2)
-    if host == socket.gethostname() and not _process_alive(int(pid)):
+    if host == socket.gethostname() and not process_alive(int(pid)):
         return None
     return value.decode()
 
