@@ -73,3 +73,18 @@ def publish(events, owner_id, seq_floor: int = 0):
 
     events = events if isinstance(events, list) else [events]
     return JobPublisher(events[0].job_id, owner_id, seq=seq_floor).publish(events)
+
+
+async def stream_to_the_end(url: str, headers: dict | None = None) -> tuple[list[dict], int | None]:
+    """Every message of one WebSocket connection (JSON), and the code it was closed with."""
+    import orjson
+    import websockets
+
+    messages = []
+    async with websockets.connect(url, additional_headers=headers or {}) as ws:
+        try:
+            async for raw in ws:
+                messages.append(orjson.loads(raw))
+        except websockets.ConnectionClosed:
+            pass
+    return messages, ws.close_code

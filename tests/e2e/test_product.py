@@ -19,12 +19,10 @@ import sys
 from urllib.parse import urlsplit
 
 import httpx
-import orjson
 import pytest
-import websockets
 
 from jobcast.cli.stack import free_port
-from tests.support import REPO, start_redis, stop_process, wait_until
+from tests.support import REPO, start_redis, stop_process, stream_to_the_end, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -117,17 +115,6 @@ def sign_in(shop: Shop, email: str, password: str) -> httpx.Client:
     return client
 
 
-async def stream(url: str, headers: dict) -> tuple[list[dict], int | None]:
-    messages = []
-    async with websockets.connect(url, additional_headers=headers) as ws:
-        try:
-            async for raw in ws:
-                messages.append(orjson.loads(raw))
-        except websockets.ConnectionClosed:
-            pass
-        return messages, ws.close_code
-
-
 def test_a_product_user_sends_a_newsletter_and_watches_it_live(shop):
     emails = [f"reader{i}@example.org" for i in range(5)]
     customer = shop.python(
@@ -150,7 +137,7 @@ def test_a_product_user_sends_a_newsletter_and_watches_it_live(shop):
 
     # The user's socket, with the product's session cookie, sees the whole stream from seq 1.
     headers = {"Cookie": f"sessionid={client.cookies['sessionid']}", "Origin": shop.url}
-    messages, code = asyncio.run(stream(f"ws://127.0.0.1:{shop.ws_port}/jobcast/ws/jobs/{job_id}/?after=0", headers))
+    messages, code = asyncio.run(stream_to_the_end(f"ws://127.0.0.1:{shop.ws_port}/jobcast/ws/jobs/{job_id}/?after=0", headers))
     assert code == 1000, messages
     assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
     assert messages[0]["type"] == "state" and messages[0]["state"] == "running"
@@ -178,7 +165,7 @@ def test_a_product_user_sends_a_newsletter_and_watches_it_live(shop):
     shop.python("from customers.models import Customer; import json\n"
                 f"Customer.objects.create_user('bo@example.com', {PASSWORD!r}); print('{{}}')")
     other = sign_in(shop, "bo@example.com", PASSWORD)
-    _, code = asyncio.run(stream(f"ws://127.0.0.1:{shop.ws_port}/jobcast/ws/jobs/{job_id}/",
+    _, code = asyncio.run(stream_to_the_end(f"ws://127.0.0.1:{shop.ws_port}/jobcast/ws/jobs/{job_id}/",
                                  {"Cookie": f"sessionid={other.cookies['sessionid']}", "Origin": shop.url}))
     assert code == 4404
 
@@ -187,9 +174,4 @@ def test_the_ws_tier_keeps_its_operator_endpoints_and_refuses_unknown_paths(shop
     metrics = httpx.get(f"http://127.0.0.1:{shop.ws_port}/metrics")
     assert metrics.status_code == 200 and "jobcast_ws_connections" in metrics.text
 
-    async def refused():
-        async with websockets.connect(f"ws://127.0.0.1:{shop.ws_port}/jobcast/ws/nothing/") as ws:
-            await ws.wait_closed()
-            return ws.close_code
-
-    assert asyncio.run(refused()) == 4404
+    assert asyncio.run(stream_to_the_end(f"ws://127.0.0.1:{shop.ws_port}/jobcast/ws/nothing/")) == ([], 4404)

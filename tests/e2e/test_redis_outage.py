@@ -13,13 +13,11 @@ import signal
 import time
 
 import httpx
-import orjson
 import pytest
-import websockets
 
 from jobcast.cli.stack import port_open
 from tests.e2e.conftest import start_stack
-from tests.support import wait_until
+from tests.support import stream_to_the_end, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -34,14 +32,7 @@ def job_of(client: httpx.Client, job_id: str) -> dict:
 
 async def watch_to_the_end(url: str, token: str) -> tuple[list[dict], int]:
     """Every message of one connection, and its close code."""
-    messages = []
-    async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
-        try:
-            async for raw in ws:
-                messages.append(orjson.loads(raw))
-        except websockets.ConnectionClosed:
-            pass
-    return messages, ws.close_code
+    return await stream_to_the_end(url, {"Authorization": f"Bearer {token}"})
 
 
 def what_the_watcher_learned(messages: list[dict]) -> str | None:

@@ -9,11 +9,10 @@ import time
 
 import httpx
 import jwt
-import orjson
 import pytest
-import websockets
 
 from tests.e2e.conftest import STREAM_TOKEN_SECRET
+from tests.support import stream_to_the_end
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -21,17 +20,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 def signed(sub: str, *, key: str = STREAM_TOKEN_SECRET, lifetime: int = 60, **claims) -> str:
     now = int(time.time())
     return jwt.encode({"sub": sub, "aud": "jobcast", "iat": now, "exp": now + lifetime, **claims}, key, algorithm="HS256")
-
-
-async def stream(url: str, headers: dict | None = None) -> tuple[list[dict], int | None]:
-    messages = []
-    async with websockets.connect(url, additional_headers=headers or {}) as ws:
-        try:
-            async for raw in ws:
-                messages.append(orjson.loads(raw))
-        except websockets.ConnectionClosed:
-            pass
-        return messages, ws.close_code
 
 
 def test_the_product_submits_for_its_user_and_the_users_browser_watches_with_a_signed_token(live_stack):
@@ -48,7 +36,7 @@ def test_the_product_submits_for_its_user_and_the_users_browser_watches_with_a_s
     assert backend.post("/api/ws-tickets/").status_code == 403
 
     base = f"{live_stack.ws_url}/ws/jobs/{job['id']}/?after=0&token="
-    messages, code = asyncio.run(stream(base + signed("user-42", jobs=[job["id"]])))
+    messages, code = asyncio.run(stream_to_the_end(base + signed("user-42", jobs=[job["id"]])))
     assert code == 1000, messages
     assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
     assert messages[0]["state"] == "running" and messages[-1]["state"] == "succeeded"
@@ -60,9 +48,9 @@ def test_the_product_submits_for_its_user_and_the_users_browser_watches_with_a_s
         "wrong audience": signed("user-42", aud="another-service"),
     }
     for case, token in refusals.items():
-        assert asyncio.run(stream(base + token)) == ([], 4401), case
+        assert asyncio.run(stream_to_the_end(base + token)) == ([], 4401), case
     # Another user's job, by the other user's token and by one naming only another job: 4404.
-    assert asyncio.run(stream(f"{live_stack.ws_url}/ws/jobs/{other['id']}/?token={signed('user-42')}")) == ([], 4404)
-    assert asyncio.run(stream(base + signed("user-42", jobs=[other["id"]]))) == ([], 4404)
+    assert asyncio.run(stream_to_the_end(f"{live_stack.ws_url}/ws/jobs/{other['id']}/?token={signed('user-42')}")) == ([], 4404)
+    assert asyncio.run(stream_to_the_end(base + signed("user-42", jobs=[other["id"]]))) == ([], 4404)
     # The service token opens no socket.
-    assert asyncio.run(stream(base.removesuffix("&token="), {"Authorization": backend.headers["Authorization"]})) == ([], 4401)
+    assert asyncio.run(stream_to_the_end(base.removesuffix("&token="), {"Authorization": backend.headers["Authorization"]})) == ([], 4401)
