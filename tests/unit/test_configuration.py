@@ -138,3 +138,11 @@ def test_the_accessor_reads_the_settings_at_call_time(settings):
     assert option("HISTORY_MAXLEN") == 3
     settings.JOBCAST = {**settings.JOBCAST, "HISTORY_MAXLEN": 4}
     assert option("HISTORY_MAXLEN") == 4
+
+
+def test_a_missing_jobcast_channel_layer_is_a_system_check_error(settings):
+    from jobcast.jobs.checks import check_channel_layer
+
+    assert check_channel_layer(None) == []
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}  # a product's own only
+    assert [error.id for error in check_channel_layer(None)] == ["jobcast.E003"]
