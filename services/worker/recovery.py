@@ -7,7 +7,7 @@ Celery message would otherwise come back only after JOBCAST_VISIBILITY_TIMEOUT.
 A queued job lives twice: as its row and as a message in Celery's queue in Redis. A Redis
 that restarts without persistence comes back empty: the rows stay `queued`, their messages
 are gone, and no worker would ever run them. Every worker checks, every
-REQUEUE_CHECK_SECONDS, whether Redis started after some queued job was created and keeps no
+JOBCAST_RECOVERY_CHECK_SECONDS (30 s), whether Redis started after some queued job was created and keeps no
 data across restarts (neither AOF nor RDB snapshots); if so, the first worker to claim that
 restart queues those jobs again, once. A Redis with persistence kept the messages: nothing
 is done then (queuing them again would run them twice).
@@ -26,15 +26,14 @@ from django.utils import timezone
 
 from jobcast.events.groups import reap_claim_key, requeue_claim_key
 from jobcast.events.publisher import REDIS_DOWN
-from jobcast.jobs.lease import LEASE_SECONDS, unheld
+from jobcast.conf import option
+from jobcast.jobs.lease import lease_seconds, unheld
 from jobcast.jobs.models import Job
 from jobcast.jobs.queue import enqueue_job
 from jobcast.jobs.states import State
 from jobcast.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
-
-REQUEUE_CHECK_SECONDS = 30.0
 
 
 def redis_keeps_data(redis) -> bool:
@@ -70,11 +69,12 @@ def requeue_abandoned_jobs(suspects: set) -> int:
     """Queue again the running jobs nobody has held for two checks in a row; how many.
 
     `suspects` carries the unheld ones of the previous check: a lease that a Redis restart
-    emptied is written again by its attempt within LEASE_SECONDS / 3, so one miss is not
+    emptied is written again by its attempt within a third of its life, so one miss is not
     enough. When the job is delivered, `job_start` runs it again (attempts + 1) or fails it
     (`WorkerLost`), as for any job whose worker was lost.
     """
-    cutoff = timezone.now() - timedelta(seconds=2 * LEASE_SECONDS)
+    life = lease_seconds()
+    cutoff = timezone.now() - timedelta(seconds=2 * life)
     running = list(Job.objects.filter(state=State.RUNNING, started_at__lt=cutoff).values_list("id", flat=True)[:1000])
     abandoned = set(unheld(running)) if running else set()
     again, suspects_now = abandoned & suspects, abandoned
@@ -83,7 +83,7 @@ def requeue_abandoned_jobs(suspects: set) -> int:
     redis, queued = get_redis(), 0
     for job_id in again:
         # One worker queues it (the claim outlives a delivery's wait for the lease).
-        if redis.set(reap_claim_key(job_id), 1, nx=True, ex=int(4 * LEASE_SECONDS)):
+        if redis.set(reap_claim_key(job_id), 1, nx=True, px=int(4 * life * 1000)):
             enqueue_job(job_id)
             queued += 1
     if queued:
@@ -92,10 +92,10 @@ def requeue_abandoned_jobs(suspects: set) -> int:
 
 
 def recover_forever() -> None:
-    """Check every REQUEUE_CHECK_SECONDS for the life of the worker (a daemon thread)."""
+    """Check every JOBCAST_RECOVERY_CHECK_SECONDS for the life of the worker (a daemon thread)."""
     suspects: set = set()
     while True:
-        time.sleep(REQUEUE_CHECK_SECONDS)
+        time.sleep(option("RECOVERY_CHECK_SECONDS"))
         try:
             requeue_lost_jobs()
             requeue_abandoned_jobs(suspects)

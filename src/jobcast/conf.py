@@ -40,6 +40,8 @@ FIELDS = {
     "TICKET_TTL": "jobcast_ticket_ttl",
     "MAX_ATTEMPTS": "jobcast_max_attempts",
     "VISIBILITY_TIMEOUT": "jobcast_visibility_timeout",
+    "LEASE_SECONDS": "jobcast_lease_seconds",
+    "RECOVERY_CHECK_SECONDS": "jobcast_recovery_check_seconds",
     "CANCEL_CHECK_INTERVAL": "jobcast_cancel_check_interval",
     "REDIS_RETRY_SECONDS": "jobcast_redis_retry_seconds",
     "WS_MAX_CONNECTIONS": "jobcast_ws_max_connections",

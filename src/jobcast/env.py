@@ -43,6 +43,8 @@ class Env(BaseSettings):
     jobcast_ticket_ttl: int = Field(30, ge=1, le=60)
     jobcast_max_attempts: int = Field(3, ge=1)
     jobcast_visibility_timeout: int = Field(3600, ge=10)
+    jobcast_lease_seconds: float = Field(15.0, ge=1)
+    jobcast_recovery_check_seconds: float = Field(30.0, gt=0)
     jobcast_cancel_check_interval: float = Field(0.2, gt=0, le=1.0)
     jobcast_redis_retry_seconds: float = Field(30.0, ge=0)
     jobcast_ws_max_connections: int = Field(10000, ge=1)

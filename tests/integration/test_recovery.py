@@ -20,9 +20,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
 
 @pytest.fixture
-def short_leases(monkeypatch):
-    monkeypatch.setattr(leases, "LEASE_SECONDS", 1.0)
-    monkeypatch.setattr("jobcast.worker.recovery.LEASE_SECONDS", 1.0)
+def short_leases(settings):
+    settings.JOBCAST = {**settings.JOBCAST, "LEASE_SECONDS": 1.0}
 
 
 def test_a_run_holds_the_lease_and_gives_it_back(user, redis):

@@ -2,7 +2,7 @@
 
 A job's row says `running` from its start to its end, whether its worker is alive or not.
 The lease tells the two apart: the attempt running it holds `jobcast:job:<id>:lease`
-(value `host:pid:token`), renewed every LEASE_SECONDS / 3 by a thread of its own, and
+(value `host:pid:token`), renewed every third of JOBCAST_LEASE_SECONDS by a thread of its own, and
 deleted at the end. So a second delivery of a job whose lease is alive elsewhere is a
 duplicate (skipped), one whose lease lapsed (or whose holder on this host is dead) is a
 job whose worker was lost (run again), and a reaper finds running jobs nobody holds.
@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 
+from jobcast.conf import option
 from jobcast.events.groups import lease_key
 from jobcast.events.publisher import REDIS_DOWN
 from jobcast.processes import process_alive
@@ -24,9 +25,14 @@ from jobcast.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 
-# A worker that vanishes without a trace (its host gone) is noticed this long after its last
-# renewal; a redelivered job waits at most this long for a lapsed lease to expire.
-LEASE_SECONDS = 15.0
+
+def lease_seconds() -> float:
+    """How long a lease lasts unrenewed (JOBCAST_LEASE_SECONDS, 15 s by default).
+
+    A worker that vanishes without a trace (its host gone) is noticed this long after its last
+    renewal; a redelivered job waits at most this long for a lapsed lease to expire.
+    """
+    return option("LEASE_SECONDS")
 
 
 class JobLease:
@@ -62,12 +68,12 @@ class JobLease:
 
     def _write(self) -> None:
         try:
-            get_redis().set(self.key, self.value, ex=int(LEASE_SECONDS))
+            get_redis().set(self.key, self.value, px=int(lease_seconds() * 1000))
         except REDIS_DOWN:
             pass  # Redis is away: the next renewal writes it again
 
     def _renew(self) -> None:
-        while not self._stop.wait(LEASE_SECONDS / 3):
+        while not self._stop.wait(lease_seconds() / 3):
             self._write()
 
 
@@ -96,9 +102,10 @@ def unheld(job_ids) -> list:
 
 def wait_until_unheld(job_id, mine: JobLease | None = None, timeout: float | None = None) -> bool:
     """Wait (at most a lease's life) for the job's lease to lapse; False when it is still held (its attempt is alive elsewhere)."""
-    deadline = time.monotonic() + (LEASE_SECONDS + 1 if timeout is None else timeout)
+    life = lease_seconds()
+    deadline = time.monotonic() + (life + 1 if timeout is None else timeout)
     while lease_holder(job_id, mine) is not None:
         if time.monotonic() >= deadline:
             return False
-        time.sleep(min(0.5, LEASE_SECONDS / 10))
+        time.sleep(min(0.5, life / 10))
     return True
