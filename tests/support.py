@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,86 @@ def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 to `target_port` that a test can cut and restore.
+
+    `cut()` drops every connection through it and stops listening, so the server behind it
+    is unreachable (connections refused) until `restore()` listens again on the same port.
+    """
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1"):
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self.restore()
+
+    def restore(self) -> None:
+        """Listen (again) and forward every new connection to the target."""
+        if self._listener is not None:
+            return
+        listener = socket.create_server(("127.0.0.1", self.port))
+        listener.settimeout(0.1)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), name="tcp-proxy", daemon=True).start()
+
+    def cut(self) -> None:
+        """Stop listening and drop every open connection, both ways."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._lock:
+            for sock in self._open:
+                _drop(sock)
+            self._open.clear()
+
+    close = cut
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed by cut()
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                _drop(client)
+                continue
+            client.settimeout(None)
+            upstream.settimeout(None)
+            with self._lock:
+                if self._listener is not listener:
+                    _drop(client), _drop(upstream)
+                    return
+                self._open.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            for sock in (source, sink):
+                if sock in self._open:
+                    self._open.discard(sock)
+                    _drop(sock)
+
+
+def _drop(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
 
 
 def publish(events, owner_id, seq_floor: int = 0):

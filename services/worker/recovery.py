@@ -25,7 +25,7 @@ from celery.signals import worker_ready
 from django.utils import timezone
 
 from jobcast.events.groups import reap_claim_key, requeue_claim_key
-from jobcast.events.publisher import REDIS_DOWN
+from jobcast.errors import DEPENDENCY_DOWN
 from jobcast.conf import option
 from jobcast.jobs.lease import lease_seconds, unheld
 from jobcast.jobs.models import Job
@@ -99,8 +99,8 @@ def recover_forever() -> None:
         try:
             requeue_lost_jobs()
             requeue_abandoned_jobs(suspects)
-        except REDIS_DOWN:
-            pass  # still away: the next round sees what happened
+        except DEPENDENCY_DOWN:
+            pass  # Redis or the database is still away: the next round sees what happened
         except Exception:  # noqa: BLE001 - the worker must keep running jobs
             logger.warning("checking for lost or abandoned jobs failed", exc_info=True)
 

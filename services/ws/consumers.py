@@ -17,10 +17,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from pydantic import ValidationError
 
-from jobcast.errors import ApiError
+from jobcast.errors import DEPENDENCY_DOWN, ApiError, unavailable_dependency
 from jobcast.events.groups import ALL_JOBS_GROUP, LAYER_ALIAS, job_group, user_group
 from jobcast.events.history import StoredEvent, read_history_async, read_live_async
-from jobcast.events.publisher import REDIS_DOWN
 from jobcast.events.schema import CancelRequest, CloseCode, ErrorMessage, SnapshotMessage, StaffSnapshotMessage
 from jobcast.jobs.documents import job_document
 from jobcast.jobs.models import Job
@@ -97,10 +96,11 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         try:
             await handler(message)
-        except REDIS_DOWN as exc:
-            # Nothing can be delivered without Redis: the client comes back (with backoff,
-            # resuming with `after`) once it answers again (docs/protocol.md, close codes).
-            logger.warning("closing a socket with 1013: Redis is unavailable (%s)", type(exc).__name__)
+        except DEPENDENCY_DOWN as exc:
+            # Nothing can be delivered without Redis, nor a socket admitted without the database:
+            # the client comes back (with backoff, resuming with `after`) once it answers again
+            # (docs/protocol.md, close codes).
+            logger.warning("closing a socket with 1013: %s is unavailable (%s)", unavailable_dependency(exc), type(exc).__name__)
             if not self.accepted:
                 await self.accept()
             await self.close(code=CloseCode.OVERLOADED)

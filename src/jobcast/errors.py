@@ -38,10 +38,14 @@ def error_response(status: int, detail: str, errors: list | None = None, headers
     return response
 
 
+def unavailable_dependency(exc: BaseException) -> str:
+    """Which dependency a DEPENDENCY_DOWN error says is away: "the database" or "Redis"."""
+    return "the database" if isinstance(exc, (OperationalError, InterfaceError)) else "Redis"
+
+
 def unavailable_response(exc: BaseException) -> JsonResponse:
     """503 for a dependency that is away: which one, and when to try again (never its address or credentials)."""
-    which = "the database" if isinstance(exc, (OperationalError, InterfaceError)) else "Redis"
-    return error_response(503, f"Service unavailable: {which} cannot be reached. Try again shortly.",
+    return error_response(503, f"Service unavailable: {unavailable_dependency(exc)} cannot be reached. Try again shortly.",
                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 

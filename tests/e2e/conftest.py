@@ -85,8 +85,12 @@ def _postgres_database(url: str):
     return parts._replace(path=f"/{name}").geturl(), drop
 
 
-def start_stack(data_dir: Path, **extra_env: str) -> tuple[LiveStack, callable]:
-    """Start `jobcast run` with its own data dir and free ports; returns the stack and its stop function."""
+def start_stack(data_dir: Path, *, database_port: int | None = None, **extra_env: str) -> tuple[LiveStack, callable]:
+    """Start `jobcast run` with its own data dir and free ports; returns the stack and its stop function.
+
+    In the PostgreSQL pass the stack gets a database of its own; with `database_port` its
+    tiers reach the server through 127.0.0.1:database_port (a test's proxy) instead.
+    """
     port, web_port, ws_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBCAST_", "REDIS_URL", "DJANGO_"))}
     env.update(
@@ -106,6 +110,11 @@ def start_stack(data_dir: Path, **extra_env: str) -> tuple[LiveStack, callable]:
     drop_database = None
     if os.environ.get("DATABASE_URL", "").startswith("postgres"):
         env["DATABASE_URL"], drop_database = _postgres_database(os.environ["DATABASE_URL"])
+        if database_port is not None:
+            parts = urlsplit(env["DATABASE_URL"])
+            credentials = parts.netloc.rpartition("@")[0]
+            netloc = f"{credentials}@127.0.0.1:{database_port}" if credentials else f"127.0.0.1:{database_port}"
+            env["DATABASE_URL"] = parts._replace(netloc=netloc).geturl()
     else:
         env.pop("DATABASE_URL", None)
     data_dir.mkdir(parents=True, exist_ok=True)

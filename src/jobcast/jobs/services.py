@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from jobcast.conf import option
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -222,7 +222,12 @@ def job_publisher(job: Job, *, sync_row: bool = False) -> JobPublisher:
         if now - last_write >= DB_PROGRESS_INTERVAL and publisher.latest_progress is not None:
             last_write = now
             progress = publisher.latest_progress.progress().model_dump()
-            Job.objects.filter(id=job.id).update(progress=progress, seq=publisher.seq)
+            try:
+                Job.objects.filter(id=job.id).update(progress=progress, seq=publisher.seq)
+            except DatabaseError as exc:
+                # A copy for readers of the row, written again next interval and at the end: a
+                # database that is away must not fail the job's code inside ctx.progress.
+                logger.warning("job %s: its progress could not be written to its row: %s", job.id, type(exc).__name__)
 
     return JobPublisher(job.id, job.owner_id, seq=job.seq, after_publish=write_row)
 
