@@ -3,6 +3,7 @@
 
 from jobcast import use_settings
 from jobcast.conf import option
+from jobcast.health import watch_redis_at_start
 from jobcast.logs import set_tier, tier_logging
 
 use_settings()  # the process's DJANGO_SETTINGS_MODULE (`jobcast run web --settings`), else jobcast's
@@ -30,6 +31,11 @@ loglevel = option("LOG_LEVEL")
 # (JOBCAST_FORWARDED_ALLOW_IPS: loopback by default, the compose network in compose).
 forwarded_allow_ips = option("FORWARDED_ALLOW_IPS")
 proc_name = "jobcast-web"
+
+
+def when_ready(server):
+    """The master is up: it says in one line if Redis cannot be reached (the workers answer /readyz 503 meanwhile)."""
+    watch_redis_at_start()
 
 
 def child_exit(server, worker):

@@ -1,7 +1,7 @@
 """The worker's operator endpoints: /healthz, /readyz and /metrics on JOBCAST_WORKER_METRICS_PORT.
 
 Celery has no HTTP server, so the worker's main process runs a small one in a thread,
-started when the worker is ready; the pool processes write their metrics to the shared
+started when the worker starts (before its consumer connects to Redis); the pool processes write their metrics to the shared
 multiprocess folder that /metrics merges (jobcast.metrics). /healthz answers 503 when the
 Celery consumer is not running or not consuming the queue (jobcast.worker.liveness), so a
 liveness probe restarts a worker that would otherwise sit idle with its process alive.
@@ -16,11 +16,11 @@ import threading
 from http import HTTPStatus
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from celery.signals import setup_logging, worker_process_shutdown, worker_ready
+from celery.signals import setup_logging, worker_init, worker_process_shutdown
 
 from jobcast.conf import option
 from jobcast.errors import error_body
-from jobcast.health import check_redis, readiness
+from jobcast.health import check_redis, readiness, watch_redis_at_start
 from jobcast.logs import tier_logging
 from jobcast.jobs.queue import QUEUE
 from jobcast.jobs.registry import all_kinds
@@ -65,16 +65,31 @@ def serve_operator_endpoints(host: str, port: int) -> WSGIServer:
     return server
 
 
+class OneLine(logging.Filter):
+    """Celery's "Cannot connect to redis://…: <error>.\nTrying again in 2.00 seconds... (1/None)" as one line."""
+
+    def filter(self, record):
+        message = record.getMessage()
+        if "\n" in message:
+            # "/None": the consumer tries again as long as it takes (jobcast.jobs.queue).
+            record.msg, record.args = " ".join(message.split()).replace("/None)", ")"), None
+        return True
+
+
 @setup_logging.connect
 def _use_jobcast_logging(**kwargs):
     """Celery leaves logging alone when this signal has a receiver: jobcast's format (jobcast.logs) stays."""
     import logging.config
 
     logging.config.dictConfig(tier_logging())
+    logging.getLogger("celery.worker.consumer.consumer").addFilter(OneLine())
 
 
-@worker_ready.connect
+@worker_init.connect
 def _start_endpoints(**kwargs):
+    # Before the consumer connects: a worker started while Redis cannot be reached answers
+    # /readyz and /healthz 503 (rather than nothing) and says why in one line until it can.
+    watch_redis_at_start()
     prebind_kinds(kind.name for kind in all_kinds())
     port = option("WORKER_METRICS_PORT")
     if port:

@@ -26,6 +26,7 @@ from django.conf import settings
 from jobcast import django_setup, use_settings
 from jobcast.conf import option
 from jobcast.events.schema import CloseCode
+from jobcast.health import watch_redis_at_start
 from jobcast.logs import set_tier, tier_logging
 from jobcast.ws.limits import connections
 from jobcast.ws.protocol import JobcastWebSocketProtocol
@@ -133,6 +134,7 @@ def _ws_application():
 def main(argv: list[str] | None = None) -> None:
     """Serve until drained: exits within JOBCAST_WS_DRAIN_SECONDS + JOBCAST_WS_SHUTDOWN_GRACE_SECONDS of SIGTERM."""
     config = make_config(argv)
+    watch_redis_at_start()  # a line if Redis cannot be reached; the tier keeps trying, /readyz 503 meanwhile
     DrainingServer(config, option("WS_DRAIN_SECONDS")).run()
 
 

@@ -3,15 +3,27 @@
 Each tier's /readyz runs the checks it needs (web and ws: database and Redis; the worker:
 Redis) through `readiness` and answers with its status and body. The worker's /healthz runs
 its consumer check (jobcast.worker.liveness) through the same helper.
+
+A tier started while Redis cannot be reached does not exit: `watch_redis_at_start` says so in
+one line (no traceback), the tier keeps trying, its /readyz answers 503 meanwhile, and a line
+says when Redis answers (docs/reliability.md, "Redis unreachable at start-up").
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import Callable
+from urllib.parse import urlsplit
 
 from django.db import connection
 
+from jobcast.conf import option
+
 from jobcast.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
 
 ALIVE = {"status": "ok"}  # /healthz: the process answers
 
@@ -40,3 +52,40 @@ def readiness(checks: dict[str, Callable[[], None]]) -> tuple[int, dict]:
             results[name] = f"error: {type(exc).__name__}{detail}"
     ready = all(result == "ok" for result in results.values())
     return (200 if ready else 503), {"status": "ok" if ready else "unavailable", "checks": results}
+
+
+REDIS_START_CHECK_SECONDS = 1.0  # how often a tier started without Redis tries again
+REDIS_START_REMINDER_SECONDS = 60.0  # and how often it says that Redis is still away
+
+
+def redis_address() -> str:
+    """host:port of option("REDIS_URL"), for log lines (never its password)."""
+    parts = urlsplit(option("REDIS_URL"))
+    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}" if parts.scheme != "unix" else parts.path
+
+
+def watch_redis_at_start() -> threading.Thread:
+    """Check Redis now and, while it cannot be reached, say so once a minute until it answers (a daemon thread)."""
+    thread = threading.Thread(target=_wait_for_redis, name="redis-at-start", daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_for_redis() -> None:
+    started, said = time.monotonic(), None
+    while True:
+        try:
+            check_redis()
+        except Exception as exc:  # noqa: BLE001 - any failure means not reachable yet
+            now = time.monotonic()
+            if said is None or now - said >= REDIS_START_REMINDER_SECONDS:
+                waited = f" for {now - started:.0f} s" if said is not None else ""
+                logger.error("Redis at %s cannot be reached%s (%s: %s); trying again every %.0f s, /readyz "
+                             "answers 503 until it answers", redis_address(), waited, type(exc).__name__,
+                             " ".join(str(exc).split()), REDIS_START_CHECK_SECONDS)
+                said = now
+            time.sleep(REDIS_START_CHECK_SECONDS)
+            continue
+        if said is not None:
+            logger.warning("Redis at %s answers after %.0f s: ready", redis_address(), time.monotonic() - started)
+        return

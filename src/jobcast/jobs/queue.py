@@ -27,6 +27,9 @@ def _celery_settings(broker_url: str | None = None) -> dict:
     return {
         "broker_url": broker_url or option("REDIS_URL"),
         "broker_connection_retry_on_startup": True,
+        # A worker whose Redis is away (at start or later) keeps trying rather than exiting
+        # after 100 tries (Celery's default): no crash loop; its /readyz says 503 meanwhile.
+        "broker_connection_max_retries": None,
         # A job is acknowledged only when it has finished, so a worker that dies
         # mid-job leaves it to be delivered again (docs/workers.md).
         "task_acks_late": True,
