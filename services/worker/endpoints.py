@@ -1,7 +1,7 @@
 """The worker's operator endpoints: /healthz, /readyz and /metrics on JOBCAST_WORKER_METRICS_PORT.
 
 Celery has no HTTP server, so the worker's main process runs a small one in a thread,
-started when the worker starts (before its consumer connects to Redis); the pool processes write their metrics to the shared
+started when the worker is ready; the pool processes write their metrics to the shared
 multiprocess folder that /metrics merges (jobcast.metrics). /healthz answers 503 when the
 Celery consumer is not running or not consuming the queue (jobcast.worker.liveness), so a
 liveness probe restarts a worker that would otherwise sit idle with its process alive.
@@ -16,7 +16,7 @@ import threading
 from http import HTTPStatus
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from celery.signals import setup_logging, worker_init, worker_process_shutdown
+from celery.signals import setup_logging, worker_init, worker_process_shutdown, worker_ready
 
 from jobcast.conf import option
 from jobcast.errors import error_body
@@ -86,10 +86,14 @@ def _use_jobcast_logging(**kwargs):
 
 
 @worker_init.connect
-def _start_endpoints(**kwargs):
-    # Before the consumer connects: a worker started while Redis cannot be reached answers
-    # /readyz and /healthz 503 (rather than nothing) and says why in one line until it can.
+def _say_if_redis_is_away(**kwargs):
+    # Before the consumer connects: a worker started while Redis cannot be reached says so in
+    # one line, and again when it answers (its endpoints start once the consumer runs).
     watch_redis_at_start()
+
+
+@worker_ready.connect
+def _start_endpoints(**kwargs):
     prebind_kinds(kind.name for kind in all_kinds())
     port = option("WORKER_METRICS_PORT")
     if port:

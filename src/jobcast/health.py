@@ -17,10 +17,10 @@ import time
 from typing import Callable
 from urllib.parse import urlsplit
 
+import redis
 from django.db import connection
 
 from jobcast.conf import option
-
 from jobcast.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -72,16 +72,27 @@ def watch_redis_at_start() -> threading.Thread:
 
 
 def _wait_for_redis() -> None:
+    # A client of its own, never the process's shared one: this thread may run while a web or
+    # worker master forks its workers, whose copy of a pool in use would deadlock (redis-py's
+    # ChildDeadlockedError).
+    client = redis.Redis.from_url(option("REDIS_URL"), socket_connect_timeout=2, socket_timeout=2)
+    try:
+        _say_until_reachable(client)
+    finally:
+        client.close()
+
+
+def _say_until_reachable(client: redis.Redis) -> None:
     started, said = time.monotonic(), None
     while True:
         try:
-            check_redis()
+            client.ping()
         except Exception as exc:  # noqa: BLE001 - any failure means not reachable yet
             now = time.monotonic()
             if said is None or now - said >= REDIS_START_REMINDER_SECONDS:
                 waited = f" for {now - started:.0f} s" if said is not None else ""
-                logger.error("Redis at %s cannot be reached%s (%s: %s); trying again every %.0f s, /readyz "
-                             "answers 503 until it answers", redis_address(), waited, type(exc).__name__,
+                logger.error("Redis at %s cannot be reached%s (%s: %s); trying again every %.0f s, "
+                             "not ready (/readyz) until then", redis_address(), waited, type(exc).__name__,
                              " ".join(str(exc).split()), REDIS_START_CHECK_SECONDS)
                 said = now
             time.sleep(REDIS_START_CHECK_SECONDS)
