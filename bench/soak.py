@@ -55,6 +55,12 @@ class SoakSizes:
         return max(1, self.watchers // self.watchers_per_job)
 
     @property
+    def history_ttl(self) -> int:
+        """JOBCAST_HISTORY_TTL for the soak's stack: a quarter of the run, so that Redis, which
+        keeps a finished job's events that long (24 h by default), levels off in the first half."""
+        return max(10, int(self.seconds / 4))
+
+    @property
     def sample_seconds(self) -> float:
         """About 60 RSS samples per run, at least a second apart."""
         return max(1.0, self.seconds / 60)
@@ -255,7 +261,8 @@ def report(result: SoakResult, front_door: Counter, problems: list[str]) -> str:
     lines = [
         f"jobcast soak, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {sizes.watchers} watchers "
         f"({sizes.lanes} jobs at a time x {sizes.watchers_per_job}) for {sizes.seconds:.0f} s "
-        f"(ran {result.seconds:.0f} s); demo.count {sizes.steps} steps x {sizes.interval_ms} ms, a log every {sizes.log_every}",
+        f"(ran {result.seconds:.0f} s); demo.count {sizes.steps} steps x {sizes.interval_ms} ms, a log every {sizes.log_every}; "
+        f"JOBCAST_HISTORY_TTL {sizes.history_ttl} s",
         f"jobs: {len(result.jobs)} ({', '.join(f'{n} {s}' for s, n in states.items())}); "
         f"submissions refused: {result.submit_failures}",
         f"events delivered: {sum(len(w.seqs) for w in watches)} to {len(watches)} watches; "

@@ -25,9 +25,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(SIZES.seconds + SIZES.job_tim
 
 @pytest.fixture
 def soak_stack(tmp_path):
-    """A stack of its own (its logs and memory are the soak's alone), one pool process per job at a time."""
+    """A stack of its own (its logs and memory are the soak's alone), one pool process per job
+    at a time, finished jobs' events kept for a quarter of the run (SoakSizes.history_ttl)."""
     stack, stop = start_stack(tmp_path / "stack", JOBCAST_FRONT_DOOR="nginx",
-                              JOBCAST_WORKER_CONCURRENCY=str(SIZES.lanes))
+                              JOBCAST_WORKER_CONCURRENCY=str(SIZES.lanes), JOBCAST_HISTORY_TTL=str(SIZES.history_ttl))
     try:
         yield stack
     finally:
