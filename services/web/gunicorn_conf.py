@@ -33,9 +33,14 @@ forwarded_allow_ips = option("FORWARDED_ALLOW_IPS")
 proc_name = "jobcast-web"
 
 
-def when_ready(server):
-    """The master is up: it says in one line if Redis cannot be reached (the workers answer /readyz 503 meanwhile)."""
-    watch_redis_at_start()
+def post_worker_init(worker):
+    """The first worker says in one line if Redis cannot be reached (every worker answers /readyz 503 meanwhile).
+
+    In a worker, not in the master: a thread of the master's, caught mid-import or mid-call
+    when it forks, would leave its workers a lock nobody releases.
+    """
+    if worker.age == 1:
+        watch_redis_at_start()
 
 
 def child_exit(server, worker):

@@ -16,13 +16,14 @@ import threading
 from http import HTTPStatus
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from celery.signals import setup_logging, worker_init, worker_process_shutdown, worker_ready
+from celery import bootsteps
+from celery.signals import setup_logging, worker_process_shutdown, worker_ready
 
 from jobcast.conf import option
 from jobcast.errors import error_body
 from jobcast.health import check_redis, readiness, watch_redis_at_start
 from jobcast.logs import tier_logging
-from jobcast.jobs.queue import QUEUE
+from jobcast.jobs.queue import QUEUE, celery_app
 from jobcast.jobs.registry import all_kinds
 from jobcast.metrics import QueueCollector, WorkerCollector, prebind_kinds, render_latest
 from jobcast.redis_client import get_redis
@@ -85,11 +86,21 @@ def _use_jobcast_logging(**kwargs):
     logging.getLogger("celery.worker.consumer.consumer").addFilter(OneLine())
 
 
-@worker_init.connect
-def _say_if_redis_is_away(**kwargs):
-    # Before the consumer connects: a worker started while Redis cannot be reached says so in
-    # one line, and again when it answers (its endpoints start once the consumer runs).
-    watch_redis_at_start()
+class SayIfRedisIsAway(bootsteps.StartStopStep):
+    """A worker started while Redis cannot be reached says so in one line, and again when it answers.
+
+    After the pool has forked its processes (a thread caught mid-import or mid-call by a fork
+    would leave them a lock nobody releases) and before the consumer connects; the endpoints
+    start once the consumer runs.
+    """
+
+    requires = {"celery.worker.components:Pool"}
+
+    def start(self, worker):
+        watch_redis_at_start()
+
+
+celery_app.steps["worker"].add(SayIfRedisIsAway)
 
 
 @worker_ready.connect

@@ -100,7 +100,8 @@ class _JobcastConsumer(AsyncWebsocketConsumer):
             # Nothing can be delivered without Redis, nor a socket admitted without the database:
             # the client comes back (with backoff, resuming with `after`) once it answers again
             # (docs/protocol.md, close codes).
-            logger.warning("closing a socket with 1013: %s is unavailable (%s)", unavailable_dependency(exc), type(exc).__name__)
+            logger.warning("closing a socket with 1013: %s is unavailable (%s)",
+                           unavailable_dependency(exc), type(exc).__name__)
             if not self.accepted:
                 await self.accept()
             await self.close(code=CloseCode.OVERLOADED)

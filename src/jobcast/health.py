@@ -5,8 +5,8 @@ Redis) through `readiness` and answers with its status and body. The worker's /h
 its consumer check (jobcast.worker.liveness) through the same helper.
 
 A tier started while Redis cannot be reached does not exit: `watch_redis_at_start` says so in
-one line (no traceback), the tier keeps trying, its /readyz answers 503 meanwhile, and a line
-says when Redis answers (docs/reliability.md, "Redis unreachable at start-up").
+one line (no traceback), the tier keeps trying and is not ready meanwhile (web and ws: /readyz
+503; the worker's endpoints start once its consumer runs), and a line says when Redis answers (docs/reliability.md, "Redis unreachable at start-up").
 """
 
 from __future__ import annotations
@@ -72,9 +72,8 @@ def watch_redis_at_start() -> threading.Thread:
 
 
 def _wait_for_redis() -> None:
-    # A client of its own, never the process's shared one: this thread may run while a web or
-    # worker master forks its workers, whose copy of a pool in use would deadlock (redis-py's
-    # ChildDeadlockedError).
+    # A client of its own, never the process's shared one, and short timeouts: a Redis that
+    # swallows packets must not hold this thread for minutes.
     client = redis.Redis.from_url(option("REDIS_URL"), socket_connect_timeout=2, socket_timeout=2)
     try:
         _say_until_reachable(client)
