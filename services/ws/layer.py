@@ -21,6 +21,11 @@ Four changes to the stock pub/sub layer, for jobcast's delivery rule and its spe
   then catches up from the job's history, or closes with 4408 when history no longer
   reaches back (services/ws/consumers.py). `nudge()` queues the same message on purpose.
 
+`delivery_problem()` is the ws tier's readiness canary (jobcast.ws.health): a message
+published to a pub/sub channel of this process's own must come back through the same
+connection and reader that feed the sockets, so /readyz fails when Redis answers PING but
+delivery has stopped.
+
 Only the ws tier receives from groups, so the layer lives here; the publisher (any tier)
 sends to the same groups with one Lua call (jobcast.events.publisher, publish.lua).
 """
@@ -29,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from collections import deque
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
@@ -53,6 +60,8 @@ CONFIRM_PING = b"jobcast-subscribed"
 # A SUBSCRIBE not confirmed in this time (Redis unreachable) is not waited for longer: the
 # socket goes on, and the resync sweeper (jobcast.ws.resync) covers what it may miss.
 CONFIRM_SECONDS = 5
+CANARY_TIMEOUT_SECONDS = 2.0  # a canary not back within this: the layer does not deliver
+CANARY_CACHE_SECONDS = 3.0  # a canary's verdict answers the probes for this long (one round trip per window)
 
 
 class SocketQueue(asyncio.Queue):
@@ -100,7 +109,8 @@ class ConfirmedShardConnection(RedisSingleShardConnection):
                 self._ensure_receiver()
                 await self._pubsub.subscribe(channel)
                 self._subscribed_to.add(channel)
-                ws_groups.inc()
+                if not is_canary(channel):
+                    ws_groups.inc()
                 confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
                 self._pongs.append(confirmed)
                 await self._pubsub.ping(CONFIRM_PING)  # answered after the SUBSCRIBE, on this connection
@@ -117,10 +127,11 @@ class ConfirmedShardConnection(RedisSingleShardConnection):
                 self._ensure_receiver()
                 await self._pubsub.unsubscribe(channel)
                 self._subscribed_to.remove(channel)
-                ws_groups.dec()
+                if not is_canary(channel):
+                    ws_groups.dec()
 
     async def flush(self):
-        ws_groups.dec(len(self._subscribed_to))
+        ws_groups.dec(len([channel for channel in self._subscribed_to if not is_canary(channel)]))
         await super().flush()
         self._confirmed.clear()
         self._pongs.clear()
@@ -143,6 +154,10 @@ class JobcastLoopLayer(RedisPubSubLoopLayer):
         self._shards = [ConfirmedShardConnection(shard.host, self) for shard in self._shards]
         self.capacity = capacity
         self.resync_marker = self.channel_layer.serialize(RESYNC)
+        self.canary: str | None = None  # this process's canary channel, made by the first check
+        self.canary_lock = asyncio.Lock()
+        self.canary_checked_at = -CANARY_CACHE_SECONDS
+        self.canary_problem: str | None = None
 
     async def _subscribe_to_channel(self, channel):
         # Called for new_channel(): the socket's channel is local, so no Redis SUBSCRIBE.
@@ -159,11 +174,49 @@ class JobcastLoopLayer(RedisPubSubLoopLayer):
             messages.append(self.channel_layer.deserialize(queue.get_nowait()))
         return {"type": "job.batch", "messages": messages}
 
+    async def delivery_problem(self) -> str | None:
+        """Why this process's layer does not deliver, or None when a canary came back (cached briefly)."""
+        async with self.canary_lock:
+            if time.monotonic() - self.canary_checked_at >= CANARY_CACHE_SECONDS:
+                try:
+                    async with asyncio.timeout(CANARY_TIMEOUT_SECONDS):
+                        await self.canary_round_trip()
+                    self.canary_problem = None
+                except TimeoutError:
+                    self.canary_problem = f"a canary message did not come back within {CANARY_TIMEOUT_SECONDS:g} s"
+                except Exception as exc:  # noqa: BLE001 - any failure means no delivery
+                    self.canary_problem = f"a canary message could not go round ({type(exc).__name__})"
+                self.canary_checked_at = time.monotonic()
+            return self.canary_problem
+
+    async def canary_round_trip(self) -> None:
+        """Publish a canary to this process's canary channel and wait until the pub/sub reader hands it back."""
+        if self.canary not in self.channels:  # the first round, or the layer was flushed
+            canary = f"{self.prefix}{CANARY_INFIX}{uuid.uuid4().hex}"
+            await self._get_shard(canary).subscribe(canary)
+            self.canary = canary
+            self.channels[canary] = asyncio.Queue()  # only this check publishes to it, once per round
+        queue = self.channels[self.canary]
+        while not queue.empty():
+            queue.get_nowait()  # the late answer of an earlier round
+        nonce = uuid.uuid4().hex
+        await self.send(self.canary, {"type": "canary", "nonce": nonce})
+        while self.channel_layer.deserialize(await queue.get()).get("nonce") != nonce:
+            pass
+
     def nudge(self, channel: str) -> None:
         """Tell one local socket to catch up from history (no-op for an unknown channel)."""
         queue = self.channels.get(channel)
         if queue is not None:
             queue.queue_marker()
+
+
+CANARY_INFIX = "canary."
+
+
+def is_canary(channel: str) -> bool:
+    """Whether `channel` is a readiness canary's (not a group, so not counted in jobcast_ws_groups)."""
+    return CANARY_INFIX in channel
 
 
 def redis_host(url: str) -> dict:
