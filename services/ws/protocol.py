@@ -18,8 +18,9 @@ A client that stops reading (its TCP window full) cannot hold a consumer forever
 send waits, without limit, for the transport's buffer to drain below its high-water mark.
 Here that wait lasts at most JOBCAST_WS_SEND_TIMEOUT; then the socket is closed with 4408
 ("too slow a reader", docs/protocol.md) and dropped a moment later if even that close frame
-cannot be written. The same drop follows a keep-alive timeout whose close frame is stuck
-behind a full buffer (asyncio's close() would wait for it to drain forever).
+cannot be written. The same drop follows a keep-alive timeout, and a close whose reply does
+not come within uvicorn's close timeout, when the close frame is stuck behind a full buffer
+(asyncio's close() alone would wait for it to drain forever).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class JobcastWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.close_stalled()
                 raise ClientDisconnected() from None
         await super().send(message)
+        if message["type"] == "websocket.close" and self.close_timer is not None:
+            # uvicorn's close timer only calls close(), which waits for the buffer to drain.
+            self.close_timer.cancel()
+            self.close_timer = self.loop.call_later(self.close_timeout, self.drop_if_stuck)
 
     def close_stalled(self) -> None:
         """Close a socket whose reader stopped reading: 4408, then drop it if the frame cannot get out."""

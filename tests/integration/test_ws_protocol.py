@@ -10,6 +10,7 @@ import websockets
 
 from jobcast.cli.stack import free_port
 from jobcast.ws.protocol import STALLED_DROP_SECONDS, JobcastWebSocketProtocol
+from tests.support import read_to_the_end, stalled_client
 
 
 class Server:
@@ -99,7 +100,7 @@ async def test_a_reader_that_stopped_reading_is_closed_with_4408_not_waited_for_
 
     loop = asyncio.get_running_loop()
     async with Server(flooding_app) as server:
-        reader, writer = await stalled_client(server.port)
+        reader, writer = await stalled_client(server.port, "/")
         await wait_for_key(outcome, "disconnect", 30)
         # The first frames fill the buffers quickly; after that, the wait is the send timeout.
         assert 1.0 <= outcome["gave_up_after"] < 15, outcome
@@ -111,39 +112,6 @@ async def test_a_reader_that_stopped_reading_is_closed_with_4408_not_waited_for_
         data = await read_to_the_end(reader)
         writer.close()
     assert data.startswith(b"\x81")  # the frames it did not read
-
-
-async def stalled_client(port: int):
-    """A WebSocket client that does the handshake, then never reads: a small receive buffer fills fast."""
-    import base64
-    import os
-    import socket
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    reader, writer = await asyncio.open_connection(sock=sock, limit=2**16)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-    reader._transport.pause_reading()  # from here on, nothing is read
-    return reader, writer
-
-
-async def read_to_the_end(reader) -> bytes:
-    """Everything the server still sends until the connection ends (EOF or reset)."""
-    reader._transport.resume_reading()
-    chunks = []
-    try:
-        while chunk := await asyncio.wait_for(reader.read(2**16), 10):
-            chunks.append(chunk)
-    except ConnectionResetError:
-        pass
-    return b"".join(chunks)
 
 
 async def wait_for_key(mapping: dict, key: str, timeout: float) -> None:
