@@ -60,7 +60,7 @@ CONFIRM_PING = b"jobcast-subscribed"
 # A SUBSCRIBE not confirmed in this time (Redis unreachable) is not waited for longer: the
 # socket goes on, and the resync sweeper (jobcast.ws.resync) covers what it may miss.
 CONFIRM_SECONDS = 5
-CANARY_TIMEOUT_SECONDS = 2.0  # a canary not back within this: the layer does not deliver
+CANARY_TIMEOUT_SECONDS = 1.0  # a canary not back within this: the layer does not deliver (inside a 2 s probe timeout)
 CANARY_CACHE_SECONDS = 3.0  # a canary's verdict answers the probes for this long (one round trip per window)
 
 

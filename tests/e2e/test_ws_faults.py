@@ -29,7 +29,7 @@ from jobcast.client.watch import JobWatch
 from jobcast.events.schema import SnapshotMessage
 from tests.e2e.conftest import start_stack
 from jobcast.ws.protocol import STALLED_DROP_SECONDS
-from tests.support import read_to_the_end, rss_kib, stalled_client
+from tests.support import read_to_the_end, rss_kib, stalled_client, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -138,7 +138,7 @@ def test_a_sigkilled_ws_process_loses_and_repeats_nothing(stack):
         assert watch.wire == list(range(first + 1, watch.final.seq + 1)), ("a gap or a duplicate", watch.retries)
         assert [message.seq for message in yielded[1:]] == watch.wire
     assert victim not in stack.pids("jobcast.ws.server")  # the supervisor started a new one
-    assert ws_metric(stack, "jobcast_ws_connections") == 0
+    wait_until(lambda: ws_metric(stack, "jobcast_ws_connections") == 0, 10, "every socket to be released")
 
 
 # --- a reader that stops reading ----------------------------------------------------------------

@@ -1017,7 +1017,7 @@ async def test_readyz_is_503_when_redis_answers_ping_but_the_layer_no_longer_del
     status, body = await readyz()
     assert status == 503 and body["status"] == "unavailable"
     assert body["checks"]["redis"] == "ok"  # PING still answers
-    assert body["checks"]["delivery"] == "error: DeliveryFailed: a canary message did not come back within 2 s"
+    assert body["checks"]["delivery"] == "error: DeliveryFailed: a canary message did not come back within 1 s"
 
 
 async def test_readyz_is_503_while_redis_refuses_pub_sub_and_200_once_it_allows_it_again(db, fresh_canary, redis):
