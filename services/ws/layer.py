@@ -21,6 +21,9 @@ Four changes to the stock pub/sub layer, for jobcast's delivery rule and its spe
   then catches up from the job's history, or closes with 4408 when history no longer
   reaches back (services/ws/consumers.py). `nudge()` queues the same message on purpose.
 
+And one for its resilience: the reader drops its connection after any error, so that a
+SUBSCRIBE refused on a reconnect cannot leave it connected but deaf (`_do_receiving`).
+
 `delivery_problem()` is the ws tier's readiness canary (jobcast.ws.health): a message
 published to a pub/sub channel of this process's own must come back through the same
 connection and reader that feed the sockets, so /readyz fails when Redis answers PING but

@@ -42,7 +42,8 @@ STALLED_DROP_SECONDS = 2.0
 
 
 class JobcastWebSocketProtocol(WebSocketsSansIOProtocol):
-    """WebSocketsSansIOProtocol: failed connections wait for the peer; shutdown refuses handshakes with 503."""
+    """WebSocketsSansIOProtocol: failed connections wait for the peer; shutdown refuses handshakes with 503;
+    a reader that stopped reading is closed with 4408 (or dropped)."""
 
     refused_for_shutdown = False
 
