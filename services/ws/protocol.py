@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 from http import HTTPStatus
 
-from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
@@ -41,6 +40,24 @@ RETRY_AFTER_SECONDS = "1"
 STALLED_DROP_SECONDS = 2.0
 
 
+class WritableWithin(asyncio.Event):
+    """uvicorn's "the transport takes writes" flag, whose wait lasts at most JOBCAST_WS_SEND_TIMEOUT:
+    then the socket is closed as stalled, and uvicorn's send raises ClientDisconnected."""
+
+    def __init__(self, protocol: "JobcastWebSocketProtocol"):
+        super().__init__()
+        self.protocol = protocol
+
+    async def wait(self) -> bool:
+        if self.is_set():
+            return True
+        try:
+            await asyncio.wait_for(super().wait(), self.protocol.send_timeout)
+        except TimeoutError:
+            self.protocol.close_stalled()
+        return True
+
+
 class JobcastWebSocketProtocol(WebSocketsSansIOProtocol):
     """WebSocketsSansIOProtocol: failed connections wait for the peer; shutdown refuses handshakes with 503;
     a reader that stopped reading is closed with 4408 (or dropped)."""
@@ -50,17 +67,19 @@ class JobcastWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.send_timeout = option("WS_SEND_TIMEOUT")
+        self.writable = WritableWithin(self)  # what uvicorn's send waits on before each write
+        self.writable.set()
 
-    async def send(self, message) -> None:
-        """uvicorn's send, waiting at most JOBCAST_WS_SEND_TIMEOUT for a reader that stopped reading."""
-        if not self.writable.is_set():
-            try:
-                await asyncio.wait_for(self.writable.wait(), self.send_timeout)
-            except TimeoutError:
-                self.close_stalled()
-                raise ClientDisconnected() from None
+    def send(self, message):
+        """uvicorn's send (a coroutine, returned as is: no extra frame per event); a close also
+        gets a timer that drops the connection when its frame cannot get out."""
+        if message["type"] == "websocket.close":
+            return self.send_close(message)
+        return super().send(message)
+
+    async def send_close(self, message) -> None:
         await super().send(message)
-        if message["type"] == "websocket.close" and self.close_timer is not None:
+        if self.close_timer is not None:
             # uvicorn's close timer only calls close(), which waits for the buffer to drain.
             self.close_timer.cancel()
             self.close_timer = self.loop.call_later(self.close_timeout, self.drop_if_stuck)
