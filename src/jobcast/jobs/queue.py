@@ -26,12 +26,18 @@ celery_app = Celery("jobcast")
 def _celery_settings(broker_url: str | None = None) -> dict:
     return {
         "broker_url": broker_url or option("REDIS_URL"),
+        # kombu's Redis transport, but a connection lost while jobs run neither stops the
+        # worker nor puts those jobs back on the queue (jobcast.jobs.broker).
+        "broker_transport": "jobcast.jobs.broker:Transport",
         "broker_connection_retry_on_startup": True,
         # A job is acknowledged only when it has finished, so a worker that dies
         # mid-job leaves it to be delivered again (docs/workers.md).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # A running job waits a Redis outage out (docs/workers.md): it is not stopped when the
+        # broker connection is lost (Celery 6 will make stopping the default).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_transport_options": {"visibility_timeout": option("VISIBILITY_TIMEOUT")},
         # On SIGTERM (remapped to Celery's cold shutdown by `jobcast run worker`), running jobs
         # get this long to finish; then they are stopped and their messages go back to the
