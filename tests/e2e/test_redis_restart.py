@@ -59,13 +59,6 @@ def readiness(urls: dict[str, str]) -> dict[str, int]:
     return statuses
 
 
-def tier_processes(stack) -> dict[str, set[int]]:
-    """The supervisor's own children that run each tier (a tier it restarted gets a new pid)."""
-    children = set(map(int, open(f"/proc/{stack.process.pid}/task/{stack.process.pid}/children").read().split()))
-    patterns = {"web": "gunicorn", "ws": "jobcast.ws.server", "worker": "celery"}
-    return {tier: set(stack.pids(pattern)) & children for tier, pattern in patterns.items()}
-
-
 @pytest.mark.parametrize("outage_seconds", [SHORT_OUTAGE, LONG_OUTAGE])
 def test_every_tier_rides_out_a_redis_restart_in_place(tmp_path, outage_seconds):
     redis = start_redis(tmp_path / "redis")
@@ -77,7 +70,7 @@ def test_every_tier_rides_out_a_redis_restart_in_place(tmp_path, outage_seconds)
                   "worker": f"http://127.0.0.1:{worker_port}/readyz"}
     try:
         wait_until(lambda: set(readiness(ready_urls).values()) == {200}, 30, "every tier to be ready")
-        tiers = tier_processes(stack)
+        tiers = stack.tier_processes()
         assert all(tiers.values()), tiers
         token = stack.token("e2e")
         with stack.client() as client:
@@ -120,7 +113,7 @@ def test_every_tier_rides_out_a_redis_restart_in_place(tmp_path, outage_seconds)
         # Each tier said it was not ready while Redis was away (503, not a dead process)...
         assert seen_down == {"web": 503, "ws": 503, "worker": 503}, seen_down
         # ...and came back by itself: the same processes, none restarted by the supervisor.
-        assert tier_processes(stack) == tiers
+        assert stack.tier_processes() == tiers
         assert b"exited with code" not in stack.log.read_bytes()
 
         # The job waited the outage out and finished; its numbering went on above what it had.

@@ -19,9 +19,10 @@ closing): each channel lets go of its sockets without a word to Redis and is lef
 the later close. Its messages stay unacknowledged in Redis (if Redis kept them) and in the
 channel, which keeps its connection pool: when a job ends after the reconnect, its ack (or
 its reject at a worker shutdown, which hands the job back) reaches Redis through a new
-connection of that pool. A worker that dies first leaves the message to Redis's visibility
-timeout and the job to the recovery check (services/worker/recovery.py). At a worker
-shutdown (no connection loss) channels close as in kombu and hand their messages back.
+connection of that pool; once none of its messages waits, the channel lets go of the pool.
+A worker that dies first leaves the message to Redis's visibility timeout and the job to the
+recovery check (services/worker/recovery.py). At a worker shutdown (no connection loss)
+channels close as in kombu and hand their messages back.
 """
 
 from __future__ import annotations
@@ -29,9 +30,22 @@ from __future__ import annotations
 from kombu.transport import redis
 
 
+class QoS(redis.QoS):
+    """kombu's Redis QoS; a settled message may let its collected channel go."""
+
+    def ack(self, delivery_tag):
+        super().ack(delivery_tag)
+        self.channel.release_if_settled()
+
+    def reject(self, delivery_tag, requeue=False):
+        super().reject(delivery_tag, requeue=requeue)
+        self.channel.release_if_settled()
+
+
 class Channel(redis.Channel):
     """A Redis channel that can be let go of without talking to Redis (see the module doc)."""
 
+    QoS = QoS
     collected = False
 
     def collect(self) -> None:
@@ -46,6 +60,18 @@ class Channel(redis.Channel):
         if self._pool is not None:
             # Its sockets are dead; the pool opens new ones for the next ack or reject.
             self._pool.disconnect()
+        self.release_if_settled()
+
+    def release_if_settled(self) -> None:
+        """Once a collected channel has no message left to ack or reject, close its pool and drop its QoS' exit hook."""
+        if not self.collected:
+            return
+        if self._qos is not None:
+            self._qos._flush()  # forget the messages acked or rejected since
+            if self._qos._delivered:
+                return
+            self._qos.restore_unacked_once()  # nothing to restore: only cancels kombu's exit hook
+        self._disconnect_pools()
 
     def close(self) -> None:
         if not self.collected:
