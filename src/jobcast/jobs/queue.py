@@ -11,6 +11,7 @@ enqueues there too.
 
 from __future__ import annotations
 
+import ssl
 import time
 
 from celery import Celery
@@ -23,9 +24,21 @@ QUEUE = "jobcast"
 celery_app = Celery("jobcast")
 
 
+def _broker_tls(url: str) -> dict | bool:
+    """TLS for a `rediss://` broker URL: certificates verified unless the URL's `ssl_*` parameters say otherwise.
+
+    kombu takes TLS from the URL's scheme only for its own transport name; with jobcast's
+    (below) a bare `rediss://` would connect in plain text. And kombu's own default for one
+    is not to verify the server, where redis-py (every other client of REDIS_URL) verifies.
+    """
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED} if url.startswith("rediss://") else False
+
+
 def _celery_settings(broker_url: str | None = None) -> dict:
+    broker_url = broker_url or option("REDIS_URL")
     return {
-        "broker_url": broker_url or option("REDIS_URL"),
+        "broker_url": broker_url,
+        "broker_use_ssl": _broker_tls(broker_url),
         # kombu's Redis transport, but a connection lost while jobs run neither stops the
         # worker nor puts those jobs back on the queue (jobcast.jobs.broker).
         "broker_transport": "jobcast.jobs.broker:Transport",
