@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 # PostgreSQL for the second test pass (CI must reach it; elsewhere it is skipped with a reason).
 PG_URL    ?= postgres://postgres@127.0.0.1:5432/jobcast
 
-.PHONY: run test test-sqlite test-postgres lint audit install lock bench clean screenshots
+.PHONY: run test test-sqlite test-postgres lint audit install lock bench soak clean screenshots
 
 # Exact versions and hashes from the lock (docs/dependencies.md), then the project itself without
 # its dependencies: pyproject.toml's ranges are for products that install jobcast as a library.
@@ -67,6 +67,16 @@ bench: $(INSTALLED)
 	$(PY) -m pip install -q --require-hashes -r requirements-bench.lock
 	$(PY) bench/publish_path.py
 	$(PY) bench/run.py
+
+# The soak test for longer and wider than in `make test` (docs/reliability.md, "Load and soak"):
+# SOAK_WATCHERS sockets on a steady stream of jobs for SOAK_SECONDS; the report goes to SOAK_REPORT.
+SOAK_SECONDS  ?= 300
+SOAK_WATCHERS ?= 300
+SOAK_REPORT   ?= bench/results/soak.txt
+soak: $(INSTALLED)
+	@scripts/system-deps test
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_WATCHERS=$(SOAK_WATCHERS) SOAK_REPORT=$(SOAK_REPORT) \
+	  $(VENV)/bin/pytest -q -s -p no:cacheprovider tests/e2e/test_soak.py
 
 clean:
 	rm -rf $(VENV) .jobcast *.egg-info .pytest_cache

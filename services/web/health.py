@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse, JsonResponse
 
+from jobcast.errors import not_logged_by_django
 from jobcast.health import ALIVE, check_database, check_redis, readiness
 from jobcast.metrics import render_latest
 
@@ -16,7 +17,7 @@ def healthz(request):
 def readyz(request):
     """The database and Redis answer; 503 otherwise."""
     status, body = readiness({"database": check_database, "redis": check_redis})
-    return JsonResponse(body, status=status)
+    return not_logged_by_django(JsonResponse(body, status=status))
 
 
 def metrics(request):

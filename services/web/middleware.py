@@ -14,6 +14,7 @@ from jobcast.logs import REQUEST_ID_HEADER, clean_request_id, request_id_var
 from jobcast.metrics import http_request_duration, http_requests
 
 access_logger = logging.getLogger("jobcast.web.access")
+logger = logging.getLogger(__name__)
 OPERATOR_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -77,6 +78,7 @@ class JsonErrorMiddleware:
 
     def process_exception(self, request, exception):
         if isinstance(exception, DEPENDENCY_DOWN):
+            logger.warning("%s %s: a dependency is unavailable: %s", request.method, request.path, type(exception).__name__)
             return unavailable_response(exception)
         return None
 

@@ -120,5 +120,5 @@ def all_jobs_page(request):
     return render(request, "jobcast/all_jobs.html", {
         "rows": [(document, job.owner.get_username()) for document, job in zip(documents, jobs)],
         "jobs_data": [document.model_dump(mode="json") for document in documents],
-        "limit": ALL_ACTIVE_LIMIT, "admin_url": reverse("admin:jobs_job_changelist"), "nav": "all",
+        "limit": ALL_ACTIVE_LIMIT, "admin_url": reverse("admin:jobcast_jobs_job_changelist"), "nav": "all",
     })

@@ -41,8 +41,18 @@ def error_response(status: int, detail: str, errors: list | None = None, headers
 def unavailable_response(exc: BaseException) -> JsonResponse:
     """503 for a dependency that is away: which one, and when to try again (never its address or credentials)."""
     which = "the database" if isinstance(exc, (OperationalError, InterfaceError)) else "Redis"
-    return error_response(503, f"Service unavailable: {which} cannot be reached. Try again shortly.",
-                          headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return not_logged_by_django(error_response(503, f"Service unavailable: {which} cannot be reached. Try again shortly.",
+                                               headers={"Retry-After": str(RETRY_AFTER_SECONDS)}))
+
+
+def not_logged_by_django(response):
+    """`response`, marked so that Django does not log it as an ERROR (its own 5xx rule).
+
+    An outage is logged once, as a WARNING, by whoever met it and shows on /readyz; an ERROR
+    line for each request during it would drown the errors that are bugs (docs/operations.md).
+    """
+    response._has_been_logged = True  # the flag django.utils.log.log_response checks
+    return response
 
 
 class ApiError(Exception):

@@ -44,7 +44,7 @@ def test_fallback_front_door_serves_http_and_websocket_and_ctrl_c_stops_everythi
         assert code == 1000 and messages[-1]["state"] == "succeeded"
         assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
 
-        migrations = stack.jobcast("manage", "showmigrations", "jobs")
+        migrations = stack.jobcast("manage", "showmigrations", "jobcast_jobs")
         assert migrations.returncode == 0 and "[X] 0001_initial" in migrations.stdout
 
         stack.process.send_signal(signal.SIGINT)

@@ -173,7 +173,7 @@ def reference_problems(render: Render, external_secrets: set[str] = frozenset())
                 problems.append(f"{where}: {kind} {name} is not rendered")
             return
         keys, target = found
-        if key is not None and key not in keys:
+        if key is not None and key not in keys and not optional:  # optional: Kubernetes leaves the variable unset
             problems.append(f"{where}: {kind} {name} has no key {key} (it has {sorted(keys)})")
         events = hook_events(workload)
         if events & {"pre-install", "pre-upgrade"}:

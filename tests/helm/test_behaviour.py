@@ -666,3 +666,39 @@ def test_notes_tell_how_to_reach_it(default, renders):
     notes = renders["ingress-tls-values.yaml"].notes
     assert "https://jobs.example.com/" in notes and "wss://jobs.example.com/ws/" in notes
     assert "jobcast token" in notes and "helm test rel" in notes
+
+
+# --- stream tokens (docs/integration.md) ------------------------------------------------------
+
+
+def test_stream_token_keys_reach_every_container_and_the_secret_stays_out_of_the_configmap():
+    import base64
+
+    base = values_file("default-values.yaml")
+    key = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
+    tokens = {"jwtSecret": "shared-with-the-product", "jwtPublicKey": key, "audience": "shop", "issuer": "https://shop.example"}
+    r = render({**base, "streamTokens": tokens})
+    secret = {k: base64.b64decode(v).decode() for k, v in r.get("Secret", "rel-jobcast")["data"].items()}
+    assert secret["JOBCAST_JWT_SECRET"] == "shared-with-the-product"
+    config = r.get("ConfigMap", "rel-jobcast-config")["data"]
+    assert config["JOBCAST_JWT_PUBLIC_KEY"] == key
+    assert (config["JOBCAST_JWT_AUDIENCE"], config["JOBCAST_JWT_ISSUER"]) == ("shop", "https://shop.example")
+    assert "shared-with-the-product" not in json.dumps(config)
+    for tier in TIERS:
+        reference = env_of(main_container(r, tier))["JOBCAST_JWT_SECRET"]
+        assert reference == {"secretKeyRef": {"name": "rel-jobcast", "key": "JOBCAST_JWT_SECRET", "optional": True}}
+
+
+def test_without_stream_tokens_nothing_is_set_but_the_default_audience(default):
+    assert "JOBCAST_JWT_SECRET" not in default.get("Secret", "rel-jobcast")["data"]
+    config = default.get("ConfigMap", "rel-jobcast-config")["data"]
+    assert config["JOBCAST_JWT_AUDIENCE"] == Env.model_fields["jobcast_jwt_audience"].default
+    assert "JOBCAST_JWT_PUBLIC_KEY" not in config and "JOBCAST_JWT_ISSUER" not in config
+
+
+def test_an_existing_secret_may_hold_the_stream_token_secret_under_its_own_key():
+    values = {**values_file("existing-secret-values.yaml")}
+    values["secret"] = {**values["secret"], "keys": {**values["secret"]["keys"], "jwtSecret": "product-jwt"}}
+    r = render(values)
+    reference = env_of(main_container(r, "ws"))["JOBCAST_JWT_SECRET"]
+    assert reference == {"secretKeyRef": {"name": "jobcast-credentials", "key": "product-jwt", "optional": True}}

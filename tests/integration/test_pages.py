@@ -153,7 +153,7 @@ def test_the_all_jobs_page_is_for_staff(alice, staff, user, other_user, enqueued
     page = html(staff.get("/staff/jobs/"))
     rows = re.findall(r'<tr data-job-id="([^"]+)">.*?data-owner>([^<]+)</td>', page, re.S)
     assert rows == [(str(first.id), "alice"), (str(second.id), "bob")]  # active only, oldest first
-    assert f'/admin/jobs/job/{first.id}/change/' in page and "All jobs" in page
+    assert f'/admin/jobcast_jobs/job/{first.id}/change/' in page and "All jobs" in page
 
 
 def test_the_admin_lists_filters_searches_and_shows_a_job_read_only(staff, user, other_user, enqueued):
@@ -162,17 +162,17 @@ def test_the_admin_lists_filters_searches_and_shows_a_job_read_only(staff, user,
     publish([StateEvent(job_id=str(job.id), ts=time.time(), state="running"),
              LogEvent(job_id=str(job.id), ts=time.time(), message="hello from the job")], user.id)
     other, _ = job_submit(other_user, "files.checksum", {"paths": ["."]})
-    changelist = html(staff.get("/admin/jobs/job/"))
+    changelist = html(staff.get("/admin/jobcast_jobs/job/"))
     assert str(job.id) in changelist and str(other.id) in changelist
     for parameter in ("state__exact=running", "kind__exact=demo.count", f"owner__id__exact={user.id}"):
-        filtered = html(staff.get(f"/admin/jobs/job/?{parameter}"))
+        filtered = html(staff.get(f"/admin/jobcast_jobs/job/?{parameter}"))
         assert str(job.id) in filtered and str(other.id) not in filtered, parameter
-    assert str(other.id) not in html(staff.get(f"/admin/jobs/job/?q={job.id}"))
-    assert str(job.id) not in html(staff.get("/admin/jobs/job/?q=not-a-uuid")).split("</thead>")[-1]
-    detail = html(staff.get(f"/admin/jobs/job/{job.id}/change/"))
+    assert str(other.id) not in html(staff.get(f"/admin/jobcast_jobs/job/?q={job.id}"))
+    assert str(job.id) not in html(staff.get("/admin/jobcast_jobs/job/?q=not-a-uuid")).split("</thead>")[-1]
+    detail = html(staff.get(f"/admin/jobcast_jobs/job/{job.id}/change/"))
     assert "hello from the job" in detail and "Event history" in detail
     assert 'name="state"' not in detail and "Save" not in detail  # read-only
-    assert staff.get("/admin/jobs/job/add/").status_code == 403
+    assert staff.get("/admin/jobcast_jobs/job/add/").status_code == 403
     assert "/static/admin/css/base.css" in detail  # the admin's files, collected with the rest
 
 
@@ -182,20 +182,20 @@ def test_the_admin_cancel_action_cancels_and_records_who_did(staff, user, enqueu
     job_transition(running.id, "running")
     done, _ = job_submit(user, "demo.count", {"steps": 3})
     job_transition(done.id, "cancelled")
-    page = html(staff.get("/admin/jobs/job/"))
+    page = html(staff.get("/admin/jobcast_jobs/job/"))
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    response = staff.post("/admin/jobs/job/", {"csrfmiddlewaretoken": token, "action": "cancel_jobs",
+    response = staff.post("/admin/jobcast_jobs/job/", {"csrfmiddlewaretoken": token, "action": "cancel_jobs",
                                                "_selected_action": [str(queued.id), str(running.id), str(done.id)]},
                           follow=True)
     text = html(response)
     assert "Cancel requested for 2 job(s)" in text and "1 job(s) had already finished." in text
     assert Job.objects.get(id=queued.id).state == "cancelled" and job_cancel_requested(running.id)
-    history = html(staff.get(f"/admin/jobs/job/{queued.id}/history/"))
+    history = html(staff.get(f"/admin/jobcast_jobs/job/{queued.id}/history/"))
     assert "Cancel requested" in history and "carol" in history
 
 
 def test_a_non_staff_user_cannot_open_the_admin(alice):
-    response = alice.get("/admin/jobs/job/")
+    response = alice.get("/admin/jobcast_jobs/job/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 

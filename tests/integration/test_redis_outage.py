@@ -112,7 +112,7 @@ def token_of(user) -> str:
     return token_create(user.username)
 
 
-def test_the_api_answers_503_json_while_redis_is_away_and_creates_no_job(own_redis, user):
+def test_the_api_answers_503_json_while_redis_is_away_and_creates_no_job(own_redis, user, caplog):
     server, restart = own_redis
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token_of(user)}")
     server.stop()
@@ -121,6 +121,10 @@ def test_the_api_answers_503_json_while_redis_is_away_and_creates_no_job(own_red
     assert response.json() == {"detail": "Service unavailable: Redis cannot be reached. Try again shortly.",
                                "errors": []}
     assert Job.objects.count() == 0
+    assert Client().get("/readyz").status_code == 503
+    # Logged once as a WARNING each; Django's own ERROR line per 5xx would drown real errors.
+    assert [r.levelname for r in caplog.records if r.name.startswith("django")] == []
+    assert any(r.levelname == "WARNING" and "a dependency is unavailable" in r.getMessage() for r in caplog.records)
     restart()
     again = client.post("/api/jobs/", {"kind": "demo.count", "params": {}}, content_type="application/json")
     assert again.status_code == 201, again.content

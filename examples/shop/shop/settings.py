@@ -1,6 +1,6 @@
 """Settings of "shop", a small existing Django product that installs jobcast's apps (docs/integration.md).
 
-Its own user model (customers.Customer: signs in by email, no username), its own database and
+Its own user model (customers.Customer, in an app labelled `accounts`: signs in by email, no username), its own database and
 sessions, its own models (newsletter.Subscriber) that a job kind reads and writes. jobcast reads
 its options from JOBCAST below; what is not set there keeps its environment variable's value or
 default (docs/configuration.md), so `jobcast run web|ws|worker --settings shop.settings` takes its
@@ -64,7 +64,7 @@ TEMPLATES = [
 
 DATABASES = {"default": dj_database_url.parse(os.environ.get("SHOP_DATABASE_URL", f"sqlite:///{BASE_DIR / 'shop.sqlite3'}"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-AUTH_USER_MODEL = "customers.Customer"
+AUTH_USER_MODEL = "accounts.Customer"  # the customers app, labelled `accounts`
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/newsletter/"
 

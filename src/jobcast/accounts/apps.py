@@ -3,5 +3,5 @@ from django.apps import AppConfig
 
 class AccountsConfig(AppConfig):
     name = "jobcast.accounts"
-    label = "accounts"
+    label = "jobcast_accounts"
     default_auto_field = "django.db.models.BigAutoField"

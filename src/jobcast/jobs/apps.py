@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class JobsConfig(AppConfig):
     name = "jobcast.jobs"
-    label = "jobs"
+    label = "jobcast_jobs"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -126,6 +126,9 @@ hook-scoped copy and the checksum annotations of one render all see the same key
 {{ $keys.secretKey }}: {{ include "jobcast.secretKey" . | b64enc | quote }}
 {{ $keys.databaseUrl }}: {{ required "externalDatabase.url is required (a PostgreSQL URL), unless secret.existingSecret names a Secret that holds it" .Values.externalDatabase.url | b64enc | quote }}
 {{ $keys.redisUrl }}: {{ required "externalRedis.url is required (a Redis URL), unless secret.existingSecret names a Secret that holds it" .Values.externalRedis.url | b64enc | quote }}
+{{- with .Values.streamTokens.jwtSecret }}
+{{ $keys.jwtSecret }}: {{ . | b64enc | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* Host names of the Ingress and the HTTPRoute. */}}
@@ -163,10 +166,14 @@ hook-scoped copy and the checksum annotations of one render all see the same key
 {{- $_ := set $data "JOBCAST_KIND_MODULES" $c.kindModules -}}
 {{- $_ := set $data "JOBCAST_MAX_BODY_BYTES" (toString (int $c.maxBodyBytes)) -}}
 {{- $_ := set $data "JOBCAST_PROXY_WS_TIMEOUT" (toString (int $c.proxyWsTimeoutSeconds)) -}}
+{{- $tokens := .Values.streamTokens -}}
+{{- $_ := set $data "JOBCAST_JWT_AUDIENCE" $tokens.audience -}}
+{{- with $tokens.jwtPublicKey }}{{- $_ := set $data "JOBCAST_JWT_PUBLIC_KEY" . -}}{{- end -}}
+{{- with $tokens.issuer }}{{- $_ := set $data "JOBCAST_JWT_ISSUER" . -}}{{- end -}}
 {{- toYaml $data -}}
 {{- end -}}
 
-{{/* env of every jobcast container: the three secrets by secretKeyRef. */}}
+{{/* env of every jobcast container: the three secrets by secretKeyRef, and the optional stream-token secret. */}}
 {{- define "jobcast.secretEnv" -}}
 - name: SECRET_KEY
   valueFrom:
@@ -183,6 +190,12 @@ hook-scoped copy and the checksum annotations of one render all see the same key
     secretKeyRef:
       name: {{ .secretName }}
       key: {{ .ctx.Values.secret.keys.redisUrl }}
+- name: JOBCAST_JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secretName }}
+      key: {{ .ctx.Values.secret.keys.jwtSecret }}
+      optional: true
 {{- end -}}
 
 {{/* Checksums that roll the pods when their configuration changes. */}}

@@ -77,7 +77,8 @@ function newRow(job, owner) {
   const row = document.createElement("tr");
   row.dataset.jobId = job.id;
   const staff = owner !== undefined;
-  const link = staff ? `/admin/jobs/job/${job.id}/change/` : `/jobs/${job.id}/`;
+  // The admin's job pages are under the changelist URL the page links to (its app label decides it).
+  const link = staff ? `${$("[data-admin-changelist]").getAttribute("href")}${job.id}/change/` : `/jobs/${job.id}/`;
   const cells = [
     `<td data-label="Job"><a></a><br><code class="muted"></code></td>`,
     staff ? `<td data-label="Owner" data-owner></td>` : "",
