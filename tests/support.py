@@ -99,3 +99,51 @@ async def stream_to_the_end(url: str, headers: dict | None = None) -> tuple[list
         except websockets.ConnectionClosed:
             pass
     return messages, ws.close_code
+
+
+async def stalled_client(port: int, path: str, headers: dict | None = None):
+    """A WebSocket client that does the handshake and then never reads (its small receive buffer
+    fills fast, then the server's); returns its asyncio (reader, writer)."""
+    import asyncio
+    import base64
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window stays small
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=2**16)
+    key = base64.b64encode(os.urandom(16)).decode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n".encode()
+    )
+    response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    reader._transport.pause_reading()  # from here on nothing is read
+    return reader, writer
+
+
+async def read_to_the_end(reader, timeout: float = 10) -> bytes:
+    """Everything a stalled client's connection still holds until it ends (EOF or reset); TimeoutError
+    when it does not end within `timeout` seconds."""
+    import asyncio
+
+    reader._transport.resume_reading()
+    chunks = []
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await reader.read(2**16):
+                chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
+def rss_kib(pid: int) -> int:
+    """The resident memory of process `pid` (VmRSS), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise ValueError(f"no VmRSS for {pid}")

@@ -21,6 +21,14 @@ Four changes to the stock pub/sub layer, for jobcast's delivery rule and its spe
   then catches up from the job's history, or closes with 4408 when history no longer
   reaches back (services/ws/consumers.py). `nudge()` queues the same message on purpose.
 
+And one for its resilience: the reader drops its connection after any error, so that a
+SUBSCRIBE refused on a reconnect cannot leave it connected but deaf (`_do_receiving`).
+
+`delivery_problem()` is the ws tier's readiness canary (jobcast.ws.health): a message
+published to a pub/sub channel of this process's own must come back through the same
+connection and reader that feed the sockets, so /readyz fails when Redis answers PING but
+delivery has stopped.
+
 Only the ws tier receives from groups, so the layer lives here; the publisher (any tier)
 sends to the same groups with one Lua call (jobcast.events.publisher, publish.lua).
 """
@@ -29,7 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+import time
+import uuid
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close
@@ -49,10 +58,13 @@ RESYNC = {"type": "job.resync"}  # "you may have missed events: catch up from hi
 # this many: one dispatch instead of one helper task and one wait per message in Channels'
 # consumer loop (a sixth of the ws process's CPU in bench B).
 MAX_BATCH = 64
-CONFIRM_PING = b"jobcast-subscribed"
+CONFIRM_PING = b"jobcast-subscribed:"  # then the channel's name
 # A SUBSCRIBE not confirmed in this time (Redis unreachable) is not waited for longer: the
 # socket goes on, and the resync sweeper (jobcast.ws.resync) covers what it may miss.
 CONFIRM_SECONDS = 5
+RECONNECT_PAUSE_SECONDS = 1.0  # after a pub/sub connection failed, before it is used again (as channels-redis)
+CANARY_TIMEOUT_SECONDS = 1.0  # a canary not back within this: the layer does not deliver (inside a 2 s probe timeout)
+CANARY_CACHE_SECONDS = 3.0  # a canary's verdict answers the probes for this long (one round trip per window)
 
 
 class SocketQueue(asyncio.Queue):
@@ -85,12 +97,16 @@ class SocketQueue(asyncio.Queue):
 
 
 class ConfirmedShardConnection(RedisSingleShardConnection):
-    """A shard's pub/sub connection whose subscribe() waits until Redis has processed it."""
+    """A shard's pub/sub connection whose subscribe() waits until Redis has processed it.
+
+    Each SUBSCRIBE is followed by a PING naming its channel on the same connection; its
+    answer confirms that channel. Naming it (rather than counting answers) keeps a PING
+    lost with a dropped connection from shifting every later confirmation.
+    """
 
     def __init__(self, host, channel_layer):
         super().__init__(host, channel_layer)
         self._confirmed: dict[str, asyncio.Future] = {}  # channel -> done once subscribed
-        self._pongs: deque[asyncio.Future] = deque()  # confirmations in the order their PINGs went
 
     async def subscribe(self, channel):
         async with self._lock:
@@ -98,12 +114,17 @@ class ConfirmedShardConnection(RedisSingleShardConnection):
             if confirmed is None:
                 self._ensure_redis()
                 self._ensure_receiver()
-                await self._pubsub.subscribe(channel)
-                self._subscribed_to.add(channel)
-                ws_groups.inc()
                 confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
-                self._pongs.append(confirmed)
-                await self._pubsub.ping(CONFIRM_PING)  # answered after the SUBSCRIBE, on this connection
+                try:
+                    await self._pubsub.subscribe(channel)
+                    if channel not in self._subscribed_to:
+                        self._subscribed_to.add(channel)
+                        if not is_canary(channel):
+                            ws_groups.inc()
+                    await self._pubsub.ping(CONFIRM_PING + channel.encode())  # answered after the SUBSCRIBE
+                except BaseException:
+                    self._confirmed.pop(channel, None)  # the next subscribe() sends it again
+                    raise
         try:
             await asyncio.wait_for(asyncio.shield(confirmed), CONFIRM_SECONDS)
         except TimeoutError:
@@ -117,19 +138,55 @@ class ConfirmedShardConnection(RedisSingleShardConnection):
                 self._ensure_receiver()
                 await self._pubsub.unsubscribe(channel)
                 self._subscribed_to.remove(channel)
-                ws_groups.dec()
+                if not is_canary(channel):
+                    ws_groups.dec()
 
     async def flush(self):
-        ws_groups.dec(len(self._subscribed_to))
+        ws_groups.dec(len([channel for channel in self._subscribed_to if not is_canary(channel)]))
         await super().flush()
         self._confirmed.clear()
-        self._pongs.clear()
+
+    async def _do_receiving(self):
+        """channels-redis's reader loop, except that after any error the connection is dropped.
+
+        redis-py reconnects by itself and subscribes again to every channel on the new
+        connection; but when that SUBSCRIBE is refused (a Redis still loading, an ACL change),
+        the connection stays up with no subscription, and the stock loop would read from it,
+        deaf, forever while PING still answers. Dropped, the next read connects and
+        subscribes again, until it works. Nothing but a cancellation ends this loop.
+        """
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                    self._receive_message(message)
+                else:
+                    await asyncio.sleep(0.1)
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the reader must outlive any Redis failure
+                logger.warning("pub/sub connection failed (%s: %s); connecting again", type(exc).__name__, exc)
+                await self._drop_connection()
+                await asyncio.sleep(RECONNECT_PAUSE_SECONDS)
+
+    async def _drop_connection(self) -> None:
+        """Disconnect the pub/sub connection; the next read connects and subscribes to every channel again."""
+        for confirmed in self._confirmed.values():
+            if not confirmed.done():
+                confirmed.set_result(None)  # its PING is lost; the reconnection subscribes it again
+        connection = self._pubsub.connection if self._pubsub else None
+        if connection is not None:
+            try:
+                await connection.disconnect()
+            except Exception:  # noqa: BLE001 - it is being dropped anyway
+                logger.debug("disconnecting the pub/sub connection failed", exc_info=True)
 
     def _receive_message(self, message):
         if message is not None and message["type"] == "pong":
-            if message["data"] == CONFIRM_PING and self._pongs:
-                confirmed = self._pongs.popleft()
-                if not confirmed.done():
+            data = message["data"]
+            if data.startswith(CONFIRM_PING):
+                confirmed = self._confirmed.get(data[len(CONFIRM_PING):].decode())
+                if confirmed is not None and not confirmed.done():
                     confirmed.set_result(None)
             return
         super()._receive_message(message)
@@ -143,6 +200,10 @@ class JobcastLoopLayer(RedisPubSubLoopLayer):
         self._shards = [ConfirmedShardConnection(shard.host, self) for shard in self._shards]
         self.capacity = capacity
         self.resync_marker = self.channel_layer.serialize(RESYNC)
+        self.canary = f"{self.prefix}{CANARY_INFIX}{uuid.uuid4().hex}"  # subscribed to by the first check
+        self.canary_lock = asyncio.Lock()
+        self.canary_checked_at = -CANARY_CACHE_SECONDS
+        self.canary_problem: str | None = None
 
     async def _subscribe_to_channel(self, channel):
         # Called for new_channel(): the socket's channel is local, so no Redis SUBSCRIBE.
@@ -159,11 +220,47 @@ class JobcastLoopLayer(RedisPubSubLoopLayer):
             messages.append(self.channel_layer.deserialize(queue.get_nowait()))
         return {"type": "job.batch", "messages": messages}
 
+    async def delivery_problem(self) -> str | None:
+        """Why this process's layer does not deliver, or None when a canary came back (cached briefly)."""
+        async with self.canary_lock:
+            if time.monotonic() - self.canary_checked_at >= CANARY_CACHE_SECONDS:
+                try:
+                    async with asyncio.timeout(CANARY_TIMEOUT_SECONDS):
+                        await self.canary_round_trip()
+                    self.canary_problem = None
+                except TimeoutError:
+                    self.canary_problem = f"a canary message did not come back within {CANARY_TIMEOUT_SECONDS:g} s"
+                except Exception as exc:  # noqa: BLE001 - any failure means no delivery
+                    self.canary_problem = f"a canary message could not go round ({type(exc).__name__})"
+                self.canary_checked_at = time.monotonic()
+            return self.canary_problem
+
+    async def canary_round_trip(self) -> None:
+        """Publish a canary to this process's canary channel and wait until the pub/sub reader hands it back."""
+        if self.canary not in self.channels:  # the first round, or the layer was flushed
+            await self._get_shard(self.canary).subscribe(self.canary)
+            self.channels[self.canary] = asyncio.Queue()  # only this check publishes to it, once per round
+        queue = self.channels[self.canary]
+        while not queue.empty():
+            queue.get_nowait()  # the late answer of an earlier round
+        nonce = uuid.uuid4().hex
+        await self.send(self.canary, {"type": "canary", "nonce": nonce})
+        while self.channel_layer.deserialize(await queue.get()).get("nonce") != nonce:
+            pass
+
     def nudge(self, channel: str) -> None:
         """Tell one local socket to catch up from history (no-op for an unknown channel)."""
         queue = self.channels.get(channel)
         if queue is not None:
             queue.queue_marker()
+
+
+CANARY_INFIX = "canary."
+
+
+def is_canary(channel: str) -> bool:
+    """Whether `channel` is a readiness canary's (not a group, so not counted in jobcast_ws_groups)."""
+    return CANARY_INFIX in channel
 
 
 def redis_host(url: str) -> dict:

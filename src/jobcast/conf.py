@@ -45,6 +45,7 @@ FIELDS = {
     "WS_MAX_CONNECTIONS": "jobcast_ws_max_connections",
     "WS_MAX_CONNECTIONS_PER_USER": "jobcast_ws_max_connections_per_user",
     "WS_PING_INTERVAL": "jobcast_ws_ping_interval",
+    "WS_SEND_TIMEOUT": "jobcast_ws_send_timeout",
     "WS_DRAIN_SECONDS": "jobcast_ws_drain_seconds",
     "WS_SHUTDOWN_GRACE_SECONDS": "jobcast_ws_shutdown_grace_seconds",
     "WS_RESYNC_SECONDS": "jobcast_ws_resync_seconds",

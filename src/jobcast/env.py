@@ -49,6 +49,7 @@ class Env(BaseSettings):
     jobcast_ws_max_connections: int = Field(10000, ge=1)
     jobcast_ws_max_connections_per_user: int = Field(1000, ge=1)
     jobcast_ws_ping_interval: float = Field(20.0, gt=0)
+    jobcast_ws_send_timeout: float = Field(20.0, gt=0)
     jobcast_ws_drain_seconds: float = Field(10.0, ge=0)
     jobcast_ws_shutdown_grace_seconds: float = Field(10.0, ge=0)
     jobcast_proxy_ws_timeout: int = Field(3600, ge=1)

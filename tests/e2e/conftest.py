@@ -84,6 +84,13 @@ class LiveStack:
             todo.extend(children.get(pid, []))
         return [int(pid) for pid, _, args in rows if int(pid) in tree and pattern in args]
 
+    def tier_processes(self) -> dict[str, set[int]]:
+        """The supervisor's own children that run each tier (a tier it restarted gets a new pid)."""
+        pid = self.process.pid
+        children = set(map(int, open(f"/proc/{pid}/task/{pid}/children").read().split()))
+        patterns = {"web": "gunicorn", "ws": "jobcast.ws.server", "worker": "celery"}
+        return {tier: set(self.pids(pattern)) & children for tier, pattern in patterns.items()}
+
 
 def _postgres_database(url: str):
     """Create a fresh database on the server in `url` for the stack; returns (its URL, drop function)."""

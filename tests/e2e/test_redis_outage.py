@@ -2,7 +2,8 @@
 
 Against `jobcast run` as real processes: Redis is SIGKILLed while a job runs; the supervisor
 starts it again (empty, on the same port); meanwhile the API answers 503 JSON; afterwards the
-job ends and a watcher that connects with no `after`, `after=0` or `after=N` sees how.
+job ends, the same worker process takes a new job, and a watcher that connects with no
+`after`, `after=0` or `after=N` sees how.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def test_a_redis_crash_mid_job_is_an_outage_not_data_loss(tmp_path):
             job_id = job.json()["id"]
             wait_until(lambda: job_of(client, job_id)["seq"] >= 20, 30, "the job to publish 20 events")
             seen_before = job_of(client, job_id)["seq"]
+            tiers = stack.tier_processes()
 
             (redis_pid,) = stack.pids("redis-server")
             os.kill(redis_pid, signal.SIGKILL)
@@ -80,6 +82,13 @@ def test_a_redis_crash_mid_job_is_an_outage_not_data_loss(tmp_path):
             assert b"redis exited with code -9; starting it again" in stack.log.read_bytes()
 
             final = wait_until(lambda: (j := job_of(client, job_id))["state"] in TERMINAL and j, 90, "the job's end")
+            # The worker rode the outage out in place (jobcast.jobs.broker) and still takes jobs.
+            after = client.post("/api/jobs/", json={"kind": "demo.count", "params": {"steps": 3, "interval_ms": 10}})
+            assert after.status_code == 201, after.text
+            wait_until(lambda: job_of(client, after.json()["id"])["state"] == "succeeded", 60,
+                       "a job submitted after the outage to succeed")
+        assert stack.tier_processes()["worker"] == tiers["worker"]
+        assert b"worker exited with code" not in stack.log.read_bytes()
         # It waited the outage out and finished, its row carrying the seq of its last event.
         assert final["state"] == "succeeded" and final["result"] == {"counted": 200}, final
         assert final["seq"] > seen_before and final["progress"]["current"] == 200

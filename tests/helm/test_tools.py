@@ -218,9 +218,26 @@ def test_the_tls_redis_url_the_docs_give_verifies_certificates_in_every_client()
     parsed = parse_url(url)
     assert parsed["connection_class"] is SSLConnection
     assert (parsed["ssl_cert_reqs"], parsed["ssl_ca_certs"]) == ("required", "/etc/jobcast/redis-ca/ca.pem")
-    broker = kombu.Connection(url).ssl
-    assert broker == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/etc/jobcast/redis-ca/ca.pem"}
+    broker = broker_connection(url)
+    assert broker.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/etc/jobcast/redis-ca/ca.pem"}
+    assert broker.transport_cls == "jobcast.jobs.broker:Transport"
+    # A bare rediss:// URL verifies too (kombu on its own would not), and plain redis:// is plain.
     assert kombu.Connection("rediss://:pw@redis.example.com:6380/0").ssl == {"ssl_cert_reqs": ssl.CERT_NONE}
+    assert broker_connection("rediss://:pw@redis.example.com:6380/0").ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    assert broker_connection("redis://:pw@redis.example.com:6379/0").ssl is False
+    # Verifying can only be turned off in the URL, on purpose.
+    assert broker_connection("rediss://h:6380/0?ssl_cert_reqs=none").ssl == {"ssl_cert_reqs": ssl.CERT_NONE}
+
+
+def broker_connection(url: str):
+    """The kombu connection jobcast's Celery app makes for the broker `url`."""
+    from celery import Celery
+
+    from jobcast.jobs.queue import _celery_settings
+
+    app = Celery("probe", set_as_current=False)
+    app.add_defaults(lambda: _celery_settings(url))
+    return app.connection_for_write()
 
 
 # --- the Grafana dashboard --------------------------------------------------------------------

@@ -967,7 +967,7 @@ async def test_health_endpoints(db):
     readyz = await HttpCommunicator(application, "GET", "/readyz").get_response(timeout=TIMEOUT)
     body = orjson.loads(readyz["body"])
     assert readyz["status"] == 200 and body["status"] == "ok"
-    assert body["checks"] == {"database": "ok", "redis": "ok"}  # the ws tier needs both
+    assert body["checks"] == {"database": "ok", "redis": "ok", "delivery": "ok"}  # the ws tier needs all three
     missing = await HttpCommunicator(application, "GET", "/nope").get_response(timeout=TIMEOUT)
     assert missing["status"] == 404 and orjson.loads(missing["body"])["detail"]
 
@@ -979,6 +979,85 @@ async def test_readyz_fails_when_redis_does_not_answer(db, settings):
     response = await HttpCommunicator(application, "GET", "/readyz").get_response(timeout=TIMEOUT)
     body = orjson.loads(response["body"])
     assert response["status"] == 503 and body["checks"]["redis"].startswith("error")
+
+
+async def readyz() -> tuple[int, dict]:
+    response = await HttpCommunicator(application, "GET", "/readyz").get_response(timeout=TIMEOUT)
+    return response["status"], orjson.loads(response["body"])
+
+
+@pytest.fixture
+def fresh_canary(monkeypatch):
+    """Every /readyz runs the layer's canary again (no cached verdict between the steps of a test)."""
+    from jobcast.ws import layer
+
+    monkeypatch.setattr(layer, "CANARY_CACHE_SECONDS", 0)
+
+
+async def test_readyz_runs_one_canary_per_window_however_often_it_is_probed(db, monkeypatch):
+    loop_layer = get_channel_layer("jobcast")._get_layer()
+    rounds = []
+    real_round_trip = loop_layer.canary_round_trip
+
+    async def counted_round_trip():
+        rounds.append(1)
+        await real_round_trip()
+
+    monkeypatch.setattr(loop_layer, "canary_round_trip", counted_round_trip)
+    answers = await asyncio.gather(*(readyz() for _ in range(10)))
+    assert all(status == 200 for status, _ in answers) and len(rounds) == 1
+    loop_layer.canary_checked_at -= 3.0  # the window (CANARY_CACHE_SECONDS) has passed
+    assert (await readyz())[0] == 200 and len(rounds) == 2
+
+
+async def test_readyz_is_503_when_redis_answers_ping_but_the_layer_no_longer_delivers(db, fresh_canary):
+    assert (await readyz())[0] == 200
+    (shard,) = get_channel_layer("jobcast")._get_layer()._shards
+    shard._receive_task.cancel()  # the pub/sub reader is gone: published messages reach no socket
+    status, body = await readyz()
+    assert status == 503 and body["status"] == "unavailable"
+    assert body["checks"]["redis"] == "ok"  # PING still answers
+    assert body["checks"]["delivery"] == "error: DeliveryFailed: a canary message did not come back within 1 s"
+
+
+async def test_readyz_is_503_while_redis_refuses_pub_sub_and_200_once_it_allows_it_again(db, fresh_canary, redis):
+    """Redis answers PING but refuses every channel (an ACL change): no delivery, so not ready; then it recovers."""
+    assert (await readyz())[0] == 200
+    try:
+        redis.execute_command("ACL", "SETUSER", "default", "resetchannels")
+        status, body = await readyz()
+        assert status == 503 and body["checks"]["redis"] == "ok", body
+        assert body["checks"]["delivery"].startswith("error: DeliveryFailed: a canary message"), body
+    finally:
+        redis.execute_command("ACL", "SETUSER", "default", "allchannels")
+    await ready_within(10)
+
+
+async def ready_within(seconds: float) -> None:
+    """Wait for /readyz to answer 200 (the layer's pub/sub connection back and subscribed)."""
+    deadline = time.monotonic() + seconds
+    while (answer := await readyz())[0] != 200:
+        assert time.monotonic() < deadline, f"not ready again within {seconds} s: {answer}"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_killed_pub_sub_connection_is_reconnected_and_sockets_miss_nothing(user, token, redis, fresh_canary):
+    """CLIENT KILL TYPE pubsub (what a failover or a proxy does to the layer's connection): redis-py
+    reconnects and subscribes again; what was published in between is repaired from history."""
+    job = await make_job(user, "running")
+    ws = await connect(f"/ws/jobs/{job.id}/", bearer(token))
+    assert (await receive(ws))["type"] == "snapshot"
+    await publish_progress(job, 3)
+    assert await receive_seqs(ws, 3) == [1, 2, 3]
+    killed = redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    assert killed >= 1
+    await publish_progress(job, 3)  # some of these reach Redis while the layer has no connection
+    await ready_within(10)
+    await publish_progress(job, 2)
+    assert await receive_seqs(ws, 5) == [4, 5, 6, 7, 8]  # the gap repair fills in what pub/sub lost
+    await finish_job(job)
+    assert (await receive(ws))["seq"] == 9
+    assert await closed_with(ws) == 1000
 
 
 async def test_metrics_endpoint(db):

@@ -9,7 +9,8 @@ import uvicorn
 import websockets
 
 from jobcast.cli.stack import free_port
-from jobcast.ws.protocol import QUIET_SECONDS, JobcastWebSocketProtocol
+from jobcast.ws.protocol import QUIET_SECONDS, STALLED_DROP_SECONDS, JobcastWebSocketProtocol
+from tests.support import read_to_the_end, stalled_client
 
 
 class Server:
@@ -100,3 +101,44 @@ async def test_a_handshake_caught_by_shutdown_gets_503_with_retry_after():
             await asyncio.wait_for(client, 5)
     assert refused.value.response.status_code == 503
     assert refused.value.response.headers["Retry-After"] == "1"
+
+
+async def test_a_reader_that_stopped_reading_is_closed_with_4408_not_waited_for_forever(settings):
+    """A send to a client whose buffers are full waits at most JOBCAST_WS_SEND_TIMEOUT; then 4408, then the drop."""
+    settings.JOBCAST = {**settings.JOBCAST, "WS_SEND_TIMEOUT": 1.0}
+    outcome = {}
+
+    async def flooding_app(scope, receive, send):
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        started = loop.time()
+        try:
+            while True:
+                await send({"type": "websocket.send", "text": "x" * 1000})
+        except OSError:  # uvicorn's ClientDisconnected
+            outcome["gave_up_after"] = loop.time() - started
+        outcome["disconnect"] = await receive()
+
+    loop = asyncio.get_running_loop()
+    async with Server(flooding_app) as server:
+        reader, writer = await stalled_client(server.port, "/")
+        await wait_for_key(outcome, "disconnect", 30)
+        # The first frames fill the buffers quickly; after that, the wait is the send timeout.
+        assert 1.0 <= outcome["gave_up_after"] < 15, outcome
+        assert outcome["disconnect"]["code"] == 4408
+        # Without the client reading a byte, the server dropped the connection (its close frame
+        # could not be written); a client that reads again gets its backlog, then the end.
+        await asyncio.sleep(STALLED_DROP_SECONDS + 0.5)
+        assert not server.server.server_state.connections
+        data = await read_to_the_end(reader)
+        writer.close()
+    assert data.startswith(b"\x81")  # the frames it did not read
+
+
+async def wait_for_key(mapping: dict, key: str, timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while key not in mapping:
+        assert asyncio.get_running_loop().time() < deadline, f"no {key} within {timeout} s"
+        await asyncio.sleep(0.05)

@@ -11,6 +11,7 @@ enqueues there too.
 
 from __future__ import annotations
 
+import ssl
 import time
 
 from celery import Celery
@@ -23,15 +24,33 @@ QUEUE = "jobcast"
 celery_app = Celery("jobcast")
 
 
+def _broker_tls(url: str) -> dict | bool:
+    """TLS for a `rediss://` broker URL: certificates verified unless the URL's `ssl_*` parameters say otherwise.
+
+    kombu takes TLS from the URL's scheme only for its own transport name; with jobcast's
+    (below) a bare `rediss://` would connect in plain text. And kombu's own default for one
+    is not to verify the server, where redis-py (every other client of REDIS_URL) verifies.
+    """
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED} if url.startswith("rediss://") else False
+
+
 def _celery_settings(broker_url: str | None = None) -> dict:
+    broker_url = broker_url or option("REDIS_URL")
     return {
-        "broker_url": broker_url or option("REDIS_URL"),
+        "broker_url": broker_url,
+        "broker_use_ssl": _broker_tls(broker_url),
+        # kombu's Redis transport, but a connection lost while jobs run neither stops the
+        # worker nor puts those jobs back on the queue (jobcast.jobs.broker).
+        "broker_transport": "jobcast.jobs.broker:Transport",
         "broker_connection_retry_on_startup": True,
         # A job is acknowledged only when it has finished, so a worker that dies
         # mid-job leaves it to be delivered again (docs/workers.md).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # A running job waits a Redis outage out (docs/workers.md): it is not stopped when the
+        # broker connection is lost (Celery 6 will make stopping the default).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_transport_options": {"visibility_timeout": option("VISIBILITY_TIMEOUT")},
         # On SIGTERM (remapped to Celery's cold shutdown by `jobcast run worker`), running jobs
         # get this long to finish; then they are stopped and their messages go back to the
