@@ -43,6 +43,17 @@ def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
     return RedisServer(f"redis://127.0.0.1:{port}/0", port, process)
 
 
+def load_script(name: str):
+    """A script of scripts/ (a Python file without .py) as a module, to test its functions."""
+    import importlib.util
+    from importlib.machinery import SourceFileLoader
+
+    loader = SourceFileLoader(f"{name}_script", str(REPO / "scripts" / name))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
+
+
 def wait_until(check, timeout: float, what: str, interval: float = 0.05):
     """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

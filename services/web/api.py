@@ -25,6 +25,7 @@ from jobcast.jobs.documents import job_document, job_documents
 from jobcast.jobs.registry import all_kinds
 from jobcast.jobs.selectors import job_get_for_user, job_list_for_user
 from jobcast.jobs.services import job_cancel, job_submit
+from jobcast.jobs.states import State
 from jobcast.redis_client import get_redis
 from jobcast.events.schema import ErrorOut, EventsOut, JobDocument, JobPage, KindOut, TicketOut
 from jobcast.web.schemas import SubmitIn
@@ -104,7 +105,21 @@ class OrjsonParser(Parser):
             raise InvalidJson(str(exc)) from None
 
 
-api = NinjaAPI(
+class JobcastApi(NinjaAPI):
+    """NinjaAPI whose OpenAPI document says that an optional query parameter may be given empty
+    (`?state=`), which counts as not given (_QueryModel): `allowEmptyValue` on each."""
+
+    def get_openapi_schema(self, **kwargs):
+        schema = super().get_openapi_schema(**kwargs)
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                for parameter in operation.get("parameters", []):
+                    if parameter["in"] == "query" and not parameter["required"]:
+                        parameter["allowEmptyValue"] = True
+        return schema
+
+
+api = JobcastApi(
     title="jobcast",
     version="1",
     description="Background jobs with live progress. WebSocket protocol: docs/protocol.md.",
@@ -199,7 +214,7 @@ class _QueryModel(BaseModel):
 
 
 class ListQuery(_QueryModel):
-    state: str | None = None
+    state: State | None = None  # an enum in the OpenAPI document too
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = None
 

@@ -7,8 +7,11 @@ frame over the size limit, uvicorn 0.54 writes the 1009 close frame and closes t
 connection at once; the rest of the oversized frame is still arriving, so the kernel
 answers it with a reset, which can destroy the close frame before the client (or nginx)
 reads it — the client then sees 1006 instead of the contract's 1009. Here the server
-half-closes after the close frame and keeps reading (and discarding) until the client
-closes its side or uvicorn's close timeout passes.
+keeps reading (and discarding) after the close frame, and half-closes only once the client
+has stopped sending for QUIET_SECONDS (or uvicorn's close timeout passes). Half-closing at
+once is not enough behind nginx: on the ws tier's end-of-stream nginx closes the client's
+connection, and with megabytes of the frame still unread there the kernel resets it, close
+frame and all (tests/e2e/test_hostile_input.py sends 8 MiB through nginx).
 
 A handshake still in progress when the process stops (after the drain, before the port
 closes) gets uvicorn's HTTP 500; here it gets 503 with Retry-After, which is what it is: the
@@ -35,6 +38,7 @@ from jobcast.conf import option
 from jobcast.events.schema import CloseCode
 
 RETRY_AFTER_SECONDS = "1"
+QUIET_SECONDS = 0.2  # after a failed frame: no bytes from the client for this long, then end-of-stream
 # After a close that is stuck behind a full buffer, how long the client still gets to read
 # up to the close frame before the connection is dropped.
 STALLED_DROP_SECONDS = 2.0
@@ -122,15 +126,29 @@ class JobcastWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.refused_for_shutdown:  # the app's own failure later must not write after the 503
             super().send_500_response()
 
+    last_discarded = 0.0  # when the client last sent bytes after the failed frame (loop time)
+
     def handle_parser_exception(self) -> None:
         if self.close_sent:
-            return  # already closing: what the client still sends is discarded by the parser
+            # Already closing: what the client still sends is discarded by the parser, and
+            # puts the half-close off (half_close_when_quiet).
+            self.last_discarded = self.loop.time()
+            return
         close = self.conn.close_sent
         self.queue.put_nowait({"type": "websocket.disconnect", "code": close.code, "reason": close.reason})
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
-        # Half-close: the client gets the close frame, then end-of-stream; its late bytes are
-        # read and dropped (no reset) until it closes too, or the close timeout passes.
-        if self.transport.can_write_eof():
-            self.transport.write_eof()
+        self.last_discarded = self.loop.time()
+        self.loop.call_later(QUIET_SECONDS, self.half_close_when_quiet)
         self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+
+    def half_close_when_quiet(self) -> None:
+        """End-of-stream once the client has sent nothing for QUIET_SECONDS: it has the close frame
+        and nothing of its own left unread, so closing cannot reset the connection."""
+        if self.transport.is_closing():
+            return
+        quiet_for = self.loop.time() - self.last_discarded
+        if quiet_for < QUIET_SECONDS:
+            self.loop.call_later(QUIET_SECONDS - quiet_for, self.half_close_when_quiet)
+        elif self.transport.can_write_eof():
+            self.transport.write_eof()

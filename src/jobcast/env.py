@@ -30,6 +30,7 @@ class Env(BaseSettings):
     allowed_hosts: str = "127.0.0.1,localhost"
     csrf_trusted_origins: str = ""
     debug: bool = False
+    secure_hsts_seconds: int = Field(31_536_000, ge=0)  # HSTS max-age on answers to HTTPS requests; 0: none
 
     jobcast_data_dir: str = DATA_DIR_DEFAULT
     jobcast_kind_modules: str = ""

@@ -40,6 +40,10 @@ CSRF_TRUSTED_ORIGINS = [o.strip() for o in env.csrf_trusted_origins.split(",") i
 # nginx sets X-Forwarded-Proto; the tiers only listen behind it.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = False
+# Strict-Transport-Security on answers to requests that came over TLS (X-Forwarded-Proto: https
+# from a trusted proxy, above); plain HTTP answers never carry it.
+SECURE_HSTS_SECONDS = env.secure_hsts_seconds
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     # The admin without autodiscovery: the web tier registers its admins (jobcast.web.admin),
@@ -72,6 +76,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # X-Frame-Options: DENY on every answer, also where no nginx adds it (the uvicorn front door,
+    # a tier reached directly); SecurityMiddleware adds nosniff, Referrer-Policy and HSTS.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "jobcast.web.urls"

@@ -4,6 +4,7 @@ celery, nginx) on free ports, with its own data dir; on PostgreSQL in the Postgr
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -52,6 +53,22 @@ class LiveStack:
     def client(self, username: str = "e2e") -> httpx.Client:
         """An HTTP client through the front door with `username`'s token."""
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token(username)}"}, timeout=30)
+
+    def browser(self, username: str) -> httpx.Client:
+        """A browser's session for `username` (made if need be, given a password): Django's login form
+        through nginx, with its CSRF token."""
+        self.token(username)
+        password = secrets.token_urlsafe(12)
+        done = self.jobcast("manage", "shell", "-c",
+                            f"from django.contrib.auth import get_user_model; u = get_user_model().objects.get(username='{username}'); "
+                            f"u.set_password('{password}'); u.save()")
+        assert done.returncode == 0, done.stderr
+        client = httpx.Client(base_url=self.url, timeout=30)
+        form = client.get("/accounts/login/")
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+        done = client.post("/accounts/login/", data={"username": username, "password": password, "csrfmiddlewaretoken": csrf})
+        assert done.status_code == 302 and "sessionid" in client.cookies, done.text
+        return client
 
     def pids(self, pattern: str) -> list[int]:
         """Pids of this stack's processes whose command line contains `pattern`."""

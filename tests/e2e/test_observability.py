@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 import secrets
 import signal
 import subprocess
@@ -112,25 +111,10 @@ async def refused(url: str, headers: dict) -> int:
         return ws.close_code
 
 
-def log_in(stack: LiveStack, username: str, password: str) -> httpx.Client:
-    """A browser's session: Django's login form through nginx, with its CSRF token."""
-    client = httpx.Client(base_url=stack.url, timeout=30)
-    form = client.get("/accounts/login/")
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
-    done = client.post("/accounts/login/", data={"username": username, "password": password, "csrfmiddlewaretoken": csrf})
-    assert done.status_code == 302 and "sessionid" in client.cookies, done.text
-    return client
-
-
 async def traffic(observed: Observed) -> None:
     stack = observed.stack
     bearer = {"Authorization": f"Bearer {observed.token}"}
-    password = secrets.token_urlsafe(12)
-    done = stack.jobcast("manage", "shell", "-c",
-                         f"from django.contrib.auth.models import User; u = User.objects.get(username='obs'); "
-                         f"u.set_password('{password}'); u.save()")
-    assert done.returncode == 0, done.stderr
-    browser = log_in(stack, "obs", password)
+    browser = stack.browser("obs")
     observed.session = browser.cookies["sessionid"]
     cookie = {"Cookie": f"sessionid={observed.session}", "Origin": stack.url}
 

@@ -9,7 +9,7 @@ import uvicorn
 import websockets
 
 from jobcast.cli.stack import free_port
-from jobcast.ws.protocol import STALLED_DROP_SECONDS, JobcastWebSocketProtocol
+from jobcast.ws.protocol import QUIET_SECONDS, STALLED_DROP_SECONDS, JobcastWebSocketProtocol
 from tests.support import read_to_the_end, stalled_client
 
 
@@ -58,6 +58,29 @@ async def test_an_oversized_frame_gets_the_1009_close():
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), 5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_after_an_oversized_frame_the_server_waits_for_the_client_to_stop_sending_before_its_end_of_stream():
+    """Behind nginx an end-of-stream while the client still sends gets the client reset, close frame
+    and all: the server half-closes only once the rest of the frame has stopped arriving."""
+    async with Server(accepting_app) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 101")
+        assert await asyncio.wait_for(reader.readexactly(7), 5) == b"\x81\x05hello"
+        # A masked text frame declaring 8 MiB: refused on its header, its payload still to come.
+        writer.write(b"\x81\xff" + (8 * 1024 * 1024).to_bytes(8, "big") + b"mask")
+        opcode, length = await asyncio.wait_for(reader.readexactly(2), 5)
+        close = await asyncio.wait_for(reader.readexactly(length), 5)
+        assert opcode == 0x88 and int.from_bytes(close[:2], "big") == 1009
+        for _ in range(10):  # the client goes on sending for 5 quiet periods: no end-of-stream meanwhile
+            writer.write(b"\x00" * 65536)
+            await writer.drain()
+            await asyncio.sleep(QUIET_SECONDS / 2)
+            assert not reader.at_eof()
+        assert await asyncio.wait_for(reader.read(1024), 5) == b""  # then it comes
+        writer.close()
 
 
 async def test_a_handshake_caught_by_shutdown_gets_503_with_retry_after():

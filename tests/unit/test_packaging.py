@@ -320,12 +320,9 @@ def test_the_locks_are_made_from_the_current_ranges():
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    import importlib.util
-    from importlib.machinery import SourceFileLoader
+    from tests.support import load_script
 
-    loader = SourceFileLoader("lock_script", str(REPO / "scripts" / "lock"))
-    lock_script = importlib.util.module_from_spec(importlib.util.spec_from_loader("lock_script", loader))
-    loader.exec_module(lock_script)
+    lock_script = load_script("lock")
     project = __import__("tomllib").loads((REPO / "pyproject.toml").read_text())["project"]
     runtime = locked("requirements.lock")
     for name, extras in LOCK_EXTRAS.items():

@@ -11,10 +11,12 @@ import sys
 
 import click
 
+from jobcast import use_settings
 from jobcast.cli.options import settings_option
 from jobcast.cli.tiers import TIERS, tier_command
 from jobcast.env import environ_for_child, get_env
 from jobcast.metrics import prepare_multiprocess_dir
+from jobcast.production import production_refusal
 
 
 @click.command()
@@ -22,6 +24,7 @@ from jobcast.metrics import prepare_multiprocess_dir
 @settings_option
 def run(tier):
     """Start one tier (web, ws, worker) or, by default, the whole stack at http://127.0.0.1:8000."""
+    refuse_an_unsafe_production()
     if tier == "all":
         from jobcast.cli.stack import Stack
 
@@ -38,3 +41,15 @@ def run(tier):
         folder = prepare_multiprocess_dir(env.data_dir / "metrics" / instance)
         extra["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
     os.execve(command[0], command, environ_for_child(**extra))
+
+
+def refuse_an_unsafe_production() -> None:
+    """Exit with one line (status 2) when the tiers would serve a network with DEBUG on or a known or
+    generated SECRET_KEY (jobcast.production)."""
+    from django.conf import settings
+
+    use_settings()  # --settings, else DJANGO_SETTINGS_MODULE, else jobcast's own
+    refusal = production_refusal(settings, get_env().jobcast_bind)
+    if refusal:
+        click.echo(refusal, err=True)
+        sys.exit(2)

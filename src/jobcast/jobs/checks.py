@@ -3,15 +3,14 @@
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from jobcast.production import production_problems
+
 
 @register(deploy=True)
 def check_production_settings(app_configs, **kwargs):
-    """`manage.py check --deploy`: a real SECRET_KEY, no DEBUG, explicit hosts."""
-    problems = []
-    if not getattr(settings, "SECRET_KEY_FROM_ENV", True):  # jobcast's standalone settings say; a product's are its own
-        problems.append(Error("SECRET_KEY is not set in the environment.", id="jobcast.E001"))
-    if settings.DEBUG:
-        problems.append(Error("DEBUG is on.", id="jobcast.E002"))
+    """`manage.py check --deploy`: a real SECRET_KEY, no DEBUG, explicit hosts (what the tiers also
+    refuse to start with on a non-loopback address, jobcast.production)."""
+    problems = [Error(message, id=check_id) for check_id, message in production_problems(settings)]
     if "*" in settings.ALLOWED_HOSTS:
         problems.append(Warning("ALLOWED_HOSTS contains '*'.", id="jobcast.W001"))
     return problems
