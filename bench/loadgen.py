@@ -68,6 +68,39 @@ def with_after(url: str, after: int) -> str:
     return f"{base}?after={after}"
 
 
+def record_frame(w, message: dict) -> bool:
+    """Note one server message's seq on a watcher (`base`, `last`, `seqs`, `resets`); True for an event.
+
+    A snapshot sets the base (or, later, counts a reset: history did not reach back to `after`);
+    an event's seq is appended; anything without a seq (an `error` frame) is ignored.
+    """
+    if message.get("type") == "snapshot":
+        seq = message["job"]["seq"]
+        if w.base is None:
+            w.base = seq
+        elif message.get("reset"):
+            w.resets += 1
+        w.last = max(w.last, seq)
+        return False
+    if "seq" not in message:
+        return False
+    if w.base is None:
+        w.base = 0
+    w.seqs.append(message["seq"])
+    w.last = max(w.last, message["seq"])
+    return True
+
+
+def terminal_of(message: dict) -> tuple[str, int] | None:
+    """(state, seq) when the message shows the job's end (a terminal snapshot or state event), else None."""
+    kind = message.get("type")
+    if kind == "snapshot" and message["job"]["state"] in TERMINAL:
+        return message["job"]["state"], message["job"]["seq"]
+    if kind == "state" and message.get("state") in TERMINAL:
+        return message["state"], message["seq"]
+    return None
+
+
 class Watcher:
     def __init__(self, url: str, final: int):
         self.url, self.final = url, final
@@ -139,31 +172,16 @@ async def run_watch(spec: dict) -> dict:
                 break
             now = time.time()
             message = json.loads(raw)
-            kind = message.get("type")
-            if kind == "snapshot":
-                job = message["job"]
-                if w.base is None:
-                    w.base = job["seq"]
-                elif message.get("reset"):
-                    w.resets += 1
-                w.last = max(w.last, job["seq"])
-                if job["state"] in TERMINAL:
-                    w.done = True
+            if terminal_of(message):
+                w.done = True
+            if not record_frame(w, message):
                 continue
-            if "seq" not in message:
-                continue
-            if w.base is None:
-                w.base = 0
-            w.seqs.append(message["seq"])
-            w.last = max(w.last, message["seq"])
             latencies.append(now - message["ts"])
             samples.append((now, now - message["ts"]))
-            if kind == "progress":
+            if message["type"] == "progress":
                 frame_bytes.append(len(raw))
             first = now if first is None else min(first, now)
             last = now if last is None else max(last, now)
-            if kind == "state" and message.get("state") in TERMINAL:
-                w.done = True
 
     tasks = [asyncio.create_task(consume(w)) for w in watchers]
     quiet = spec.get("quiet", 5)

@@ -24,7 +24,7 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from bench.loadgen import MAX_RECONNECTS, TERMINAL, with_after
+from bench.loadgen import MAX_RECONNECTS, record_frame, terminal_of, with_after
 from bench.systems import cmdline, descendants, rss_bytes
 
 MiB = 2**20
@@ -172,24 +172,10 @@ async def follow(url: str, headers: dict, deadline: float) -> Watch:
 
 def receive(watch: Watch, message: dict) -> None:
     """Record one server message of a job's socket."""
-    if message.get("type") == "snapshot":
-        job = message["job"]
-        if watch.base is None:
-            watch.base = job["seq"]
-        elif message.get("reset"):
-            watch.resets += 1  # history did not reach back to `after`: a loss, for this test
-        watch.last = max(watch.last, job["seq"])
-        if job["state"] in TERMINAL:
-            watch.final_state, watch.final_seq = job["state"], job["seq"]
-        return
-    if "seq" not in message:
-        return
-    if watch.base is None:
-        watch.base = 0
-    watch.seqs.append(message["seq"])
-    watch.last = max(watch.last, message["seq"])
-    if message["type"] == "state" and message["state"] in TERMINAL:
-        watch.final_state, watch.final_seq = message["state"], message["seq"]
+    record_frame(watch, message)
+    end = terminal_of(message)
+    if end:
+        watch.final_state, watch.final_seq = end
 
 
 async def run_soak(url: str, ws_url: str, headers: dict, sizes: SoakSizes, stack_pid: int) -> SoakResult:

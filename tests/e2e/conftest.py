@@ -9,6 +9,7 @@ import secrets
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -69,6 +70,17 @@ class LiveStack:
         done = client.post("/accounts/login/", data={"username": username, "password": password, "csrfmiddlewaretoken": csrf})
         assert done.status_code == 302 and "sessionid" in client.cookies, done.text
         return client
+
+    @contextmanager
+    def running_job(self, username: str):
+        """A `demo.count` job of `username` that runs for as long as the block (a progress event a second), then is cancelled."""
+        with self.client(username) as client:
+            made = client.post("/api/jobs/", json={"kind": "demo.count", "params": {"steps": 100_000, "interval_ms": 1000}})
+            assert made.status_code == 201, made.text
+            try:
+                yield made.json()
+            finally:
+                client.post(f"/api/jobs/{made.json()['id']}/cancel/")
 
     def pids(self, pattern: str) -> list[int]:
         """Pids of this stack's processes whose command line contains `pattern`."""

@@ -34,12 +34,9 @@ FUZZ = settings(max_examples=60, derandomize=True, deadline=None, database=None,
 
 @pytest.fixture(scope="module")
 def job(live_stack):
-    """A job of USER that runs for the whole module (a progress event a second), cancelled afterwards."""
-    with live_stack.client(USER) as client:
-        made = client.post("/api/jobs/", json={"kind": "demo.count", "params": {"steps": 100_000, "interval_ms": 1000}})
-        assert made.status_code == 201, made.text
-        yield made.json()
-        client.post(f"/api/jobs/{made.json()['id']}/cancel/")
+    """A job of USER that runs for the whole module, cancelled afterwards."""
+    with live_stack.running_job(USER) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

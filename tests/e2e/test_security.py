@@ -34,11 +34,9 @@ def browser(live_stack):
 
 @pytest.fixture(scope="module")
 def job(live_stack):
-    with live_stack.client(USER) as client:
-        made = client.post("/api/jobs/", json={"kind": "demo.count", "params": {"steps": 100_000, "interval_ms": 1000}})
-        assert made.status_code == 201, made.text
-        yield made.json()
-        client.post(f"/api/jobs/{made.json()['id']}/cancel/")
+    """A job of USER that runs for the whole module, cancelled afterwards."""
+    with live_stack.running_job(USER) as running:
+        yield running
 
 
 def assert_json_error(response, status: int) -> None:
