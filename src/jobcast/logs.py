@@ -88,26 +88,6 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class RedisAwayFilter(logging.Filter):
-    """An exception logged because Redis is away becomes one WARNING line without a traceback.
-
-    channels-redis's pub/sub reader logs every failed reconnect (once a second while Redis is
-    away) as an ERROR with a full traceback. An outage is not a bug: it shows on /readyz and
-    the alerts, and ERROR stays for what needs a person (docs/operations.md, "Logs").
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from redis.exceptions import ConnectionError, TimeoutError
-
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, (ConnectionError, TimeoutError, ConnectionRefusedError)):
-            record.msg = f"{record.getMessage()}: Redis unreachable ({type(exc).__name__}); trying again"
-            record.args = ()
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            record.exc_info = record.exc_text = None
-        return True
-
-
 class JsonLineFormatter(JsonFormatter):
     """One JSON object per line; unknown context left out; credentials redacted."""
 
@@ -166,7 +146,7 @@ def logging_config(fmt: str, level: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "jobcast.logs.ContextFilter"}, "redis_away": {"()": "jobcast.logs.RedisAwayFilter"}},
+        "filters": {"context": {"()": "jobcast.logs.ContextFilter"}},
         "formatters": {"jobcast": {"()": FORMATTERS[fmt]}},
         "handlers": {
             "console": {"class": "logging.StreamHandler", "formatter": "jobcast", "filters": ["context"],
@@ -180,7 +160,6 @@ def logging_config(fmt: str, level: str) -> dict:
                for name in ("gunicorn.error", "uvicorn", "uvicorn.error", "celery")},
             # Access lines: jobcast.web.middleware logs one line per request itself (with its id);
             # uvicorn's (the ws tier's HTTP) is off.
-            "channels_redis.pubsub": {"filters": ["redis_away"]},
             "gunicorn.access": {"handlers": [], "propagate": False},
             "uvicorn.access": {"handlers": [], "propagate": False},
         },

@@ -13,6 +13,8 @@ test (autouse fixture `connection_book_is_empty_afterwards`).
 
 from __future__ import annotations
 
+import logging
+
 import asyncio
 import threading
 import time
@@ -1041,7 +1043,7 @@ async def ready_within(seconds: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_a_killed_pub_sub_connection_is_reconnected_and_sockets_miss_nothing(user, token, redis, fresh_canary):
+async def test_a_killed_pub_sub_connection_is_reconnected_and_sockets_miss_nothing(user, token, redis, fresh_canary, caplog):
     """CLIENT KILL TYPE pubsub (what a failover or a proxy does to the layer's connection): redis-py
     reconnects and subscribes again; what was published in between is repaired from history."""
     job = await make_job(user, "running")
@@ -1058,6 +1060,9 @@ async def test_a_killed_pub_sub_connection_is_reconnected_and_sockets_miss_nothi
     await finish_job(job)
     assert (await receive(ws))["seq"] == 9
     assert await closed_with(ws) == 1000
+    # A lost connection is an outage, not a bug: nothing at ERROR (docs/operations.md, "Logs").
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert any(r.levelno == logging.WARNING and "pub/sub connection failed" in r.getMessage() for r in caplog.records)
 
 
 async def test_metrics_endpoint(db):

@@ -102,27 +102,6 @@ def test_the_logging_config_sends_every_servers_logger_to_one_handler():
         logging.config.dictConfig(settings.LOGGING)
 
 
-def test_the_channel_layer_losing_redis_is_a_warning_and_a_bug_stays_an_error(capsys):
-    import redis.exceptions
-
-    logging.config.dictConfig(logs.logging_config("json", "info"))
-    try:
-        layer_logger = logging.getLogger("channels_redis.pubsub")
-        for exc in (redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379."), KeyError("bug")):
-            try:
-                raise exc
-            except Exception:
-                layer_logger.exception("Unexpected exception in receive task")
-        outage, bug = (json.loads(line) for line in capsys.readouterr().err.splitlines())
-    finally:
-        from django.conf import settings
-
-        logging.config.dictConfig(settings.LOGGING)
-    assert outage["level"] == "WARNING" and "exc_info" not in outage
-    assert outage["message"] == "Unexpected exception in receive task: Redis unreachable (ConnectionError); trying again"
-    assert bug["level"] == "ERROR" and "KeyError" in bug["exc_info"]
-
-
 # --- where the settings meet the servers --------------------------------------------------------
 
 
